@@ -1,0 +1,61 @@
+"""Shared plumbing of the analyses: device choice, shape checks, noise draws, progress callbacks."""
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from dsm_core.energy import BaseEnergy, DenoisingModel
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``; called after each unit of work. Raising inside it aborts the call."""
+
+
+def model_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    """The device to compute on: ``device`` if given, else that of the model's first parameter or
+    buffer (CPU for a model with neither)."""
+    if device is not None:
+        return torch.device(device)
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_images(model: DenoisingModel, x: torch.Tensor, name: str = "x") -> None:
+    """Raise unless x is (B, *model.image_shape) with B >= 1."""
+    if x.ndim != 1 + len(model.image_shape) or tuple(x.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(
+            f"{name}: expected shape (B, {', '.join(map(str, model.image_shape))}), "
+            f"got {tuple(x.shape)}"
+        )
+
+
+def require_energy(model: DenoisingModel, what: str) -> BaseEnergy:
+    """The model, if it has an energy; otherwise a TypeError naming the analysis."""
+    if not isinstance(model, BaseEnergy):
+        raise TypeError(f"{what} needs an energy model (BaseEnergy), got {type(model).__name__}")
+    return model
+
+
+def as_t_grid(ts: torch.Tensor | list[float] | float) -> torch.Tensor:
+    """Noise variances as a 1-D float64 CPU tensor (T,), all >= 0."""
+    ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).cpu()
+    if (ts < 0).any():
+        raise ValueError("noise variances t must be >= 0")
+    return ts
+
+
+def randn(
+    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """Standard normal draws on the CPU (so results do not depend on the compute device)."""
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def chunks(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``batch_size`` items."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))

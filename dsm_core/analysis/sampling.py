@@ -1,0 +1,189 @@
+"""Sampling driven by grad_y U over noise levels: reverse diffusion, annealed Langevin, flow ODE.
+
+All three start from ``N(0, t_max I)`` (the prior of paper eq. 13-14; see ``init_mean``) and
+follow a geometric schedule of noise variances from t_max down to t_min (the model was trained on
+[1e-9, 1e3]):
+
+- ``"reverse_sde"``: Euler-Maruyama for the reverse of the variance-exploding forward process
+  ``dx = dw``: ``x <- x - (t_k - t_{k+1}) grad_y U(x, t_k) + sqrt(t_k - t_{k+1}) xi``.
+- ``"langevin"``: annealed Langevin dynamics (Song and Ermon 2019): at each level t_l,
+  ``steps_per_level`` steps ``x <- x - eta grad_y U(x, t_l) + sqrt(2 eta) xi`` with
+  ``eta = step_scale * t_l`` (step proportional to the noise variance).
+- ``"ode"``: the probability-flow ODE (eq. 13) backward, Heun steps:
+  ``dx/dt = grad_y U(x, t) / 2``.
+
+At the end, ``denoise_final`` replaces the samples by ``D(x, t_min) = x - t_min grad_y U``
+(Tweedie), removing the remaining noise of variance t_min.
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from dsm_core.analysis._common import Progress, chunks, model_device, randn
+from dsm_core.energy import DenoisingModel
+
+Method = Literal["reverse_sde", "langevin", "ode"]
+
+
+@dataclass(frozen=True)
+class SamplingStep:
+    """State after ``step`` updates (of ``total``): the noise variance the images now carry and
+    the images (N, *image_shape) on the CPU. The last item (step == total) holds the final
+    samples (denoised if requested)."""
+
+    step: int
+    total: int
+    t: float
+    images: torch.Tensor
+
+
+def noise_schedule(t_max: float, t_min: float, num_levels: int) -> np.ndarray:
+    """Geometric noise variances from t_max down to t_min, (num_levels,) float64 (the log-uniform
+    training range of paper C.2, walked downward)."""
+    if not 0.0 < t_min < t_max:
+        raise ValueError(f"need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
+    if num_levels < 2:
+        raise ValueError(f"need at least 2 levels, got {num_levels}")
+    return np.geomspace(t_max, t_min, num_levels)
+
+
+def _grad(model: DenoisingModel, x: torch.Tensor, t: float, batch_size: int) -> torch.Tensor:
+    """grad_y U(x, t) in chunks, (N, ...) on x's device."""
+    out = torch.empty_like(x)
+    for rows in chunks(x.shape[0], batch_size):
+        t_b = torch.full((rows.stop - rows.start,), t, dtype=x.dtype, device=x.device)
+        out[rows] = model.grad_y(x[rows], t_b).detach()
+    return out
+
+
+def iter_samples(
+    model: DenoisingModel,
+    num_samples: int,
+    *,
+    method: Method = "reverse_sde",
+    t_max: float = 1e3,
+    t_min: float = 1e-6,
+    num_steps: int = 1000,
+    steps_per_level: int = 10,
+    step_scale: float = 0.1,
+    denoise_final: bool = True,
+    init_mean: float | torch.Tensor = 0.0,
+    x_init: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    yield_every: int = 1,
+) -> Iterator[SamplingStep]:
+    """Draw samples from an energy or score model, yielding intermediate states (progress).
+
+    The reverse of the forward process ``dx = dw`` of paper §A.2 (eqs. 13, 17), the probability
+    flow ODE (eq. 13) backward from ``N(0, t_max I)``, or annealed Langevin dynamics.
+
+    Args:
+        model: an energy or score model (only grad_y is used).
+        num_samples: number of images N.
+        method: "reverse_sde", "langevin" or "ode" (see the module docstring).
+        t_max: initial noise variance; the samples start as ``N(0, t_max I)``.
+        t_min: final noise variance.
+        num_steps: number of noise levels below t_max ("reverse_sde", "ode": one update per level,
+            the ODE with 2 gradient evaluations; "langevin": ``num_steps + 1`` levels of
+            ``steps_per_level`` updates each).
+        steps_per_level: Langevin updates per level.
+        step_scale: Langevin step relative to the level's noise variance.
+        denoise_final: return D(x, t_min) instead of x.
+        init_mean: mean of the initial Gaussian (a float or an image); the paper's prior has
+            mean 0. An offset m from the data mean decays only to about
+            ``m sqrt(var / t_max)`` with the ODE (``m var / t_max`` with the SDE).
+        x_init: starting images (N, *image_shape) at t_max instead of the Gaussian draw.
+        generator: CPU source of all the noise.
+        dtype: dtype of the samples (the model's parameters' dtype).
+        batch_size: images per forward/backward pass.
+        device: compute device (default: the model's).
+        yield_every: yield every this many updates (and always the last).
+
+    Yields:
+        ``SamplingStep``s; close the generator to stop early.
+    """
+    if method not in ("reverse_sde", "langevin", "ode"):
+        raise ValueError(f"method must be 'reverse_sde', 'langevin' or 'ode', got {method!r}")
+    device = model_device(model, device)
+    shape = (num_samples, *model.image_shape)
+    ts = noise_schedule(t_max, t_min, num_steps + 1)
+    if x_init is None:
+        x = torch.as_tensor(init_mean, dtype=dtype) + math.sqrt(t_max) * randn(
+            shape, generator, dtype
+        )
+    else:
+        if tuple(x_init.shape) != shape:
+            raise ValueError(f"x_init must be {shape}, got {tuple(x_init.shape)}")
+        x = x_init.to(dtype)
+    x = x.to(device)
+    if method == "langevin":
+        total = (num_steps + 1) * steps_per_level
+    else:
+        total = num_steps
+    total += 1 if denoise_final else 0
+    step = 0
+    yield SamplingStep(0, total, float(ts[0]), x.cpu().clone())
+
+    def report(t: float) -> SamplingStep | None:
+        if step % yield_every == 0 or step == total:
+            return SamplingStep(step, total, float(t), x.cpu().clone())
+        return None
+
+    if method == "langevin":
+        for t in ts:
+            eta = step_scale * float(t)
+            for _ in range(steps_per_level):
+                noise = randn(shape, generator, dtype).to(device)
+                x = x - eta * _grad(model, x, float(t), batch_size) + math.sqrt(2.0 * eta) * noise
+                step += 1
+                item = report(t)
+                if item is not None:
+                    yield item
+    else:
+        for k in range(num_steps):
+            t_hi, t_lo = float(ts[k]), float(ts[k + 1])
+            dt = t_hi - t_lo
+            if method == "reverse_sde":
+                noise = randn(shape, generator, dtype).to(device)
+                x = x - dt * _grad(model, x, t_hi, batch_size) + math.sqrt(dt) * noise
+            else:  # Heun for dx/dt = grad_y U / 2, backward in t
+                v_hi = 0.5 * _grad(model, x, t_hi, batch_size)
+                x_pred = x - dt * v_hi
+                v_lo = 0.5 * _grad(model, x_pred, t_lo, batch_size)
+                x = x - 0.5 * dt * (v_hi + v_lo)
+            step += 1
+            item = report(t_lo)
+            if item is not None:
+                yield item
+    if denoise_final:
+        x = x - t_min * _grad(model, x, t_min, batch_size)
+        step += 1
+        yield SamplingStep(step, total, 0.0, x.cpu().clone())
+
+
+def sample(
+    model: DenoisingModel,
+    num_samples: int,
+    *,
+    progress: Progress | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Final samples (N, *image_shape) on the CPU (paper §A.2, eq. 13); arguments as
+    ``iter_samples``.
+
+    ``progress(done, total)`` is called after each update.
+    """
+    last = None
+    for item in iter_samples(model, num_samples, **kwargs):
+        last = item
+        if progress is not None and item.step > 0:
+            progress(item.step, item.total)
+    return last.images

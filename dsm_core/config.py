@@ -1,0 +1,166 @@
+"""Frozen configuration dataclasses of model, noise and loss, with a strict JSON round trip."""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+C = TypeVar("C")
+
+Nonlinearity = Literal["gelu", "relu"]
+Head = Literal["inner_product", "squared_norm", "score"]
+TimeTerm = Literal["none", "gaussian"]
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of the score UNet ``f(y, t)`` (reference-spec §1).
+
+    Widths double per scale from ``base_width`` at full resolution; ``num_scales`` encoder blocks
+    are followed by a middle block one scale coarser (the first block works at full resolution),
+    so the input side must be divisible by ``2 ** num_scales``.
+    """
+
+    channels: int = 1
+    base_width: int = 64
+    num_scales: int = 3
+    encoder_layers: int = 3  # per block
+    middle_layers: int = 3
+    decoder_layers: int = 3
+    kernel_size: int = 3
+    nonlinearity: Nonlinearity = "gelu"  # exact (erf) GELU as released; relu makes f homogeneous
+    norm_eps: float = 1e-5
+    embed_dim: int = 256  # width of the noise-level embedding e(t)
+    num_frequencies: int = 32
+    # released code, not paper: Fourier frequencies 1/embed_t_max .. 1/embed_t_min = 0.01 .. 1.
+    # The paper's range is embed_t_min=1e-9, embed_t_max=1e3.
+    embed_t_min: float = 1.0
+    embed_t_max: float = 100.0
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """A complete model: image shape, network, and how its output becomes an energy."""
+
+    image_size: int = 64  # square images, H = W
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    # inner_product: U = <y, f>/2 (release); squared_norm: U = |f|^2/2;
+    # score: no energy, f = grad_y (Table 1 baseline).
+    head: Head = "inner_product"
+    # gaussian: add the y-independent term (d/2) ln(2 pi (data_var + t)) + (d/2) g(t), g a
+    # zero-initialised MLP, so the model starts as a normalised Gaussian in t (data-notes.md).
+    time_term: TimeTerm = "none"
+    data_var: float = 0.07  # per-pixel variance of the data, used by time_term="gaussian"
+
+    @property
+    def channels(self) -> int:
+        return self.unet.channels
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.unet.channels, self.image_size, self.image_size)
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Training distribution of noise levels: log-uniform t (p(t) ~ 1/t) on [t_min, t_max]."""
+
+    t_min: float = 1e-9  # noise variance per pixel (input PSNR 90 dB)
+    t_max: float = 1e3  # (input PSNR -30 dB)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the two per-sample loss terms (paper eq. 8 / 42)."""
+
+    time_weight: float = 1.0  # 0 gives single (denoising) score matching
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as nested plain dicts (JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Build ``cls`` from nested dicts, refusing unknown or ill-typed fields by name."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(f"{cls.__name__}.{name}", hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(where: str, hint: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(f"{where}: {value!r} is not one of {typing.get_args(hint)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(where, inner[0], value)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(value) if origin is tuple else list(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, bool, str):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise TypeError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def apply_overrides(config: C, overrides: dict[str, Any]) -> C:
+    """``dataclasses.replace`` with dotted keys into nested configs (``unet.base_width=32``).
+
+    A key without a dot is looked up first in ``config`` and then in its nested dataclass fields,
+    so ``base_width=32`` reaches ``EnergyConfig.unet.base_width``. Values keep the field's type.
+    """
+    result = config
+    for key, value in overrides.items():
+        result = _replace_path(result, _resolve_path(result, key), value)
+    return result
+
+
+def _resolve_path(config: Any, key: str) -> list[str]:
+    names = {f.name for f in dataclasses.fields(config)}
+    if "." in key or key in names:
+        return key.split(".")
+    for f in dataclasses.fields(config):
+        sub = getattr(config, f.name)
+        if dataclasses.is_dataclass(sub):
+            try:
+                return [f.name, *_resolve_path(sub, key)]
+            except KeyError:
+                continue
+    raise KeyError(f"{type(config).__name__} has no field {key!r}")
+
+
+def _replace_path(config: Any, path: list[str], value: Any) -> Any:
+    fields = {f.name for f in dataclasses.fields(config)}
+    head = path[0]
+    if head not in fields:
+        raise KeyError(f"{type(config).__name__} has no field {head!r}; known: {sorted(fields)}")
+    if len(path) == 1:
+        hint = typing.get_type_hints(type(config))[head]
+        return dataclasses.replace(
+            config, **{head: _coerce(f"{type(config).__name__}.{head}", hint, value)}
+        )
+    return dataclasses.replace(
+        config, **{head: _replace_path(getattr(config, head), path[1:], value)}
+    )

@@ -1,0 +1,200 @@
+"""The bundled natural-image set: photographs shipped inside installed packages, cut into crops."""
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from dsm_core.data.dataset import ImageDataset, rgb_to_gray
+from dsm_core.data.readers import normalize_split
+
+logger = logging.getLogger(__name__)
+
+
+def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    load.__name__ = f"skimage.data.{name}"
+    return load
+
+
+def _stereo_motorcycle_left() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.stereo_motorcycle()[0]  # (500, 741, 3); the right view is near-identical
+
+
+def _sklearn_photo(filename: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(filename)
+
+    load.__name__ = f"sklearn.datasets.load_sample_image({filename!r})"
+    return load
+
+
+def _pywt_photo(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import pywt.data
+
+        return getattr(pywt.data, name)()
+
+    load.__name__ = f"pywt.data.{name}"
+    return load
+
+
+def _grace_hopper() -> np.ndarray:
+    from matplotlib.cbook import get_sample_data
+
+    with Image.open(get_sample_data("grace_hopper.jpg", asfileobj=False)) as image:
+        return np.asarray(image.convert("RGB"))  # (600, 512, 3)
+
+
+# Photographs bundled inside installed wheels; every loader reads a file shipped with its package
+# and never touches the network. skimage.data: ONLY these loaders (others download on demand);
+# stereo_motorcycle is a near-identical stereo pair, so only its left view is used.
+# Sizes (H x W): camera, brick, grass, gravel, moon, aero, ascent 512x512 gray;
+# coins 303x384 gray; clock 300x400 gray; astronaut 512x512 RGB; coffee 400x600 RGB;
+# chelsea 300x451 RGB; rocket 427x640 RGB; motorcycle 500x741 RGB; china, flower 427x640 RGB;
+# grace_hopper 600x512 RGB.
+NATURAL_PHOTOS: tuple[tuple[str, Callable[[], np.ndarray]], ...] = (
+    ("camera", _skimage_photo("camera")),
+    ("astronaut", _skimage_photo("astronaut")),
+    ("coffee", _skimage_photo("coffee")),
+    ("chelsea", _skimage_photo("chelsea")),
+    ("rocket", _skimage_photo("rocket")),
+    ("brick", _skimage_photo("brick")),
+    ("grass", _skimage_photo("grass")),
+    ("gravel", _skimage_photo("gravel")),
+    ("moon", _skimage_photo("moon")),
+    ("coins", _skimage_photo("coins")),
+    ("clock", _skimage_photo("clock")),
+    ("motorcycle", _stereo_motorcycle_left),
+    ("china", _sklearn_photo("china.jpg")),
+    ("flower", _sklearn_photo("flower.jpg")),
+    ("aero", _pywt_photo("aero")),
+    ("ascent", _pywt_photo("ascent")),
+    ("grace_hopper", _grace_hopper),
+)
+# The photographs that are RGB (the rest are grayscale); colour datasets use only these.
+NATURAL_COLOR_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle",
+    "china",
+    "flower",
+    "grace_hopper",
+)
+# Held out: the train split never sees these photographs, in any crop. Chosen to differ in
+# character: moon (smooth, low contrast), gravel (dense texture), grace_hopper (portrait, colour),
+# coffee (colour still life with smooth gradients and sharp edges).
+NATURAL_TEST_PHOTOS = ("moon", "gravel", "grace_hopper", "coffee")
+
+
+def natural_photo_names(split: str, grayscale: bool = True) -> tuple[str, ...]:
+    """Names of the photographs of a split ("train" or "test"), in NATURAL_PHOTOS order.
+
+    Grayscale sets use all 17 photographs (13 train, 4 test); colour sets use only the RGB ones
+    (6 train, 2 test), since replicated gray photographs are not colour images.
+    """
+    is_test = normalize_split(split) == "test"
+    return tuple(
+        name
+        for name, _ in NATURAL_PHOTOS
+        if (name in NATURAL_TEST_PHOTOS) == is_test and (grayscale or name in NATURAL_COLOR_PHOTOS)
+    )
+
+
+def load_natural_photo(name: str) -> np.ndarray:
+    """One bundled photograph as shipped: uint8 (H, W) gray or (H, W, 3) RGB."""
+    loaders = dict(NATURAL_PHOTOS)
+    if name not in loaders:
+        raise ValueError(f"unknown photograph {name!r}; choose from {sorted(loaders)}")
+    photo = np.asarray(loaders[name]())
+    if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
+        raise ValueError(f"photograph {name}: unexpected {photo.dtype} {photo.shape}")
+    return photo
+
+
+def natural_image_crops(
+    split: str,
+    resolution: int,
+    num_crops: int,
+    seed: int = 0,
+    grayscale: bool = True,
+) -> ImageDataset:
+    """Random downsampled square crops of the bundled photographs, as 8-bit images.
+
+    Crops are spread evenly over the split's photographs (:func:`natural_photo_names`). Each
+    crop has a side s drawn log-uniformly in [R, short side of the photo] (every octave of
+    downsampling equally likely) and a uniformly random position; it is resized to R x R with
+    PIL's Lanczos filter (antialiased) on the 8-bit image, which rounds to uint8. Colour photos
+    are resized in RGB and then converted to luma (PIL-exact), like ImageNet64's grayscale
+    pipeline. Flips are left to batch time (:func:`iterate_batches`).
+
+    Args:
+        split: "train" or "test" (the held-out NATURAL_TEST_PHOTOS).
+        resolution: R.
+        num_crops: N.
+        seed: the result is a deterministic function of (split, resolution, num_crops, seed,
+            grayscale).
+        grayscale: 1-channel luma from all photographs, or 3-channel RGB from the colour ones.
+
+    Returns:
+        an ImageDataset of uint8 (N, 1 or 3, R, R); labels index ``label_names``, the source
+        photographs.
+    """
+    if num_crops < 1:
+        raise ValueError(f"num_crops must be >= 1, got {num_crops}")
+    names = natural_photo_names(split, grayscale)
+    photos = [load_natural_photo(name) for name in names]
+    too_small = [n for n, p in zip(names, photos, strict=True) if min(p.shape[:2]) < resolution]
+    if too_small:
+        raise ValueError(f"resolution {resolution} exceeds the short side of {too_small}")
+    rng = np.random.default_rng(seed)
+    photo_of = rng.permutation(np.arange(num_crops) % len(names))  # (N,) balanced over photos
+    log_u = rng.random(num_crops)  # (N,) position of log(side) in [log R, log short side]
+    u_x, u_y = rng.random(num_crops), rng.random(num_crops)  # (N,) crop position in [0, 1)
+
+    channels = 1 if grayscale else 3
+    crops = np.empty((num_crops, channels, resolution, resolution), dtype=np.uint8)
+    for k, photo in enumerate(photos):
+        image = Image.fromarray(photo)  # mode "L" or "RGB"
+        height, width = photo.shape[:2]
+        log_low, log_high = math.log(resolution), math.log(min(height, width))
+        for i in np.flatnonzero(photo_of == k):
+            side = int(round(math.exp(log_low + (log_high - log_low) * log_u[i])))
+            side = min(max(side, resolution), min(height, width))
+            left = int(u_x[i] * (width - side + 1))
+            upper = int(u_y[i] * (height - side + 1))
+            # resize(box=...) lets the Lanczos kernel read the photo just outside the box, as
+            # if the whole photo were downsampled and then cropped: no edge effects at the border
+            box = (left, upper, left + side, upper + side)
+            crop = np.asarray(
+                image.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box)
+            )
+            crop = crop[None] if crop.ndim == 2 else crop.transpose(2, 0, 1)  # (C, R, R)
+            crops[i] = rgb_to_gray(crop) if grayscale and crop.shape[0] == 3 else crop
+    logger.info(
+        "natural %s: %d crops of %dx%d from %d photographs (%s)",
+        split,
+        num_crops,
+        resolution,
+        resolution,
+        len(names),
+        ", ".join(names),
+    )
+    return ImageDataset(
+        crops,
+        name=f"natural:{split}",
+        labels=photo_of,
+        label_names=names,
+    )

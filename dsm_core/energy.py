@@ -1,0 +1,194 @@
+"""Energy models U(y, t) with their space and time scores, and the plain score-network baseline.
+
+An energy is a negative log density of the noisy image y at noise variance t, in nats summed over
+all ``d`` dimensions, including the log normalisation constant K (``log_norm_nats``).
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from dsm_core.config import EnergyConfig
+from dsm_core.unet import UNet
+
+
+def batch_t(t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
+    """Noise variance as a (B,) tensor of y's dtype and device, from a float, 0-d or (B,) tensor."""
+    batch = y.shape[0]
+    t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+    if t.ndim == 0:
+        return t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
+    return t
+
+
+class DenoisingModel(nn.Module):
+    """Anything with ``grad_y`` (= -score) and the Miyasawa-Tweedie denoiser ``y - t grad_y``."""
+
+    image_shape: tuple[int, ...]
+
+    @property
+    def d(self) -> int:
+        """Dimension of one image."""
+        return math.prod(self.image_shape)
+
+    def check_images(self, y: torch.Tensor) -> None:
+        """Raise a clear error unless y is (B, *image_shape)."""
+        if tuple(y.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(
+                f"expected images of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(y.shape)}"
+            )
+
+    def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """dU/dy (B, *image_shape), the negative score."""
+        raise NotImplementedError
+
+    def denoise(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """D(y, t) = y - t grad_y U(y, t), the estimate of E[x | y] (B, *image_shape)."""
+        t = batch_t(t, y)
+        return y - t.view(-1, *([1] * (y.ndim - 1))) * self.grad_y(y, t)
+
+
+class BaseEnergy(DenoisingModel):
+    """U(y, t) = raw_energy(y, t) + K, with scores from one autograd call.
+
+    Subclasses implement ``raw_energy``; this class adds the constant, differentiates and denoises.
+    """
+
+    def __init__(self, image_shape: tuple[int, ...], log_norm_nats: float = 0.0):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.log_norm_nats = float(log_norm_nats)
+        self.metadata: dict = {}
+
+    def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Unnormalised energy in nats, y (B, *image_shape), t (B,) -> (B,)."""
+        raise NotImplementedError
+
+    def energy(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """Normalised energy U(y, t) in nats (B,); safe under ``torch.inference_mode``."""
+        self.check_images(y)
+        return self.raw_energy(y, batch_t(t, y)) + self.log_norm_nats
+
+    def energy_and_scores(
+        self, y: torch.Tensor, t: torch.Tensor | float, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Energy and both partial derivatives from one autograd call.
+
+        Args:
+            y: noisy images (B, *image_shape).
+            t: noise variance per pixel, a float or (B,).
+            create_graph: keep the graph of the derivatives (for training by double backprop,
+                or for differentiating a function of the scores).
+
+        Returns:
+            energy_nats (B,) including K, grad_y = dU/dy (B, *image_shape), grad_t = dU/dt (B,).
+            Without ``create_graph`` all three are detached.
+        """
+        return self._energy_and_grads(y, t, create_graph, with_grad_t=True)
+
+    def _energy_and_grads(
+        self, y: torch.Tensor, t: torch.Tensor | float, create_graph: bool, with_grad_t: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("scores need autograd: call outside torch.inference_mode()")
+        self.check_images(y)
+        t = batch_t(t, y)
+        with torch.enable_grad():
+            if not y.requires_grad:
+                y = y.detach().requires_grad_(True)
+            if with_grad_t and not t.requires_grad:
+                t = t.detach().requires_grad_(True)
+            energy = self.raw_energy(y, t) + self.log_norm_nats  # (B,)
+            inputs = (y, t) if with_grad_t else (y,)
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+        # grad_y: (B, *image_shape), grad_t: (B,)
+        grad_t = grads[1] if with_grad_t else None
+        if not create_graph:
+            energy = energy.detach()
+        return energy, grads[0], grad_t
+
+    def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        return self._energy_and_grads(y, t, create_graph=False, with_grad_t=False)[1]
+
+
+class GaussianTimeTerm(nn.Module):
+    """y-independent energy term ``(d/2) ln(2 pi (v + t)) + (d/2) g(ln(v + t))``, g zero at start.
+
+    With it, a model whose network part is quadratic is a normalised Gaussian at every t from the
+    first step, so the time score at large t need not be synthesised through large network outputs
+    (see data-notes.md). It leaves grad_y (and the denoiser) unchanged.
+    """
+
+    def __init__(self, d: int, data_var: float, hidden: int = 32):
+        super().__init__()
+        self.d = d
+        self.data_var = data_var
+        # No bias on the last layer: a constant energy has zero derivative in y and t, so it would
+        # never receive a gradient (it is K's job), and DDP fails on parameters without one.
+        self.correction = nn.Sequential(
+            nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, 1, bias=False)
+        )
+        nn.init.zeros_(self.correction[2].weight)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t (B,) -> (B,) nats."""
+        log_var = torch.log(self.data_var + t)  # (B,)
+        g = self.correction(log_var[:, None])[:, 0]
+        return 0.5 * self.d * (math.log(2.0 * math.pi) + log_var + g)
+
+
+class EnergyModel(BaseEnergy):
+    """The UNet energy: U(y, t) = <y, f(y, t)>/2 + K (release) or |f|^2/2 + K (paper's option)."""
+
+    def __init__(self, config: EnergyConfig, log_norm_nats: float = 0.0):
+        if config.head == "score":
+            raise ValueError("head='score' is a ScoreModel, not an energy")
+        super().__init__(config.image_shape, log_norm_nats)
+        self.config = config
+        self.unet = UNet(config.unet)
+        if config.image_size % self.unet.min_divisor:
+            raise ValueError(
+                f"image_size {config.image_size} must be a multiple of "
+                f"{self.unet.min_divisor} for num_scales={config.unet.num_scales}"
+            )
+        self.time_term = (
+            GaussianTimeTerm(self.d, config.data_var) if config.time_term == "gaussian" else None
+        )
+
+    def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        f = self.unet(y, t)  # (B, C, H, W)
+        if self.config.head == "inner_product":
+            energy = 0.5 * (y * f).flatten(1).sum(dim=1)  # (B,)
+        else:
+            energy = 0.5 * f.square().flatten(1).sum(dim=1)
+        if self.time_term is not None:
+            energy = energy + self.time_term(t)
+        return energy
+
+
+class ScoreModel(DenoisingModel):
+    """Table 1's score-network baseline: grad_y = f(y, t), so D = y - t f. No energy."""
+
+    def __init__(self, config: EnergyConfig):
+        if config.head != "score":
+            raise ValueError(f"ScoreModel needs head='score', got {config.head!r}")
+        super().__init__()
+        self.image_shape = config.image_shape
+        self.config = config
+        self.metadata: dict = {}
+        self.unet = UNet(config.unet)
+
+    def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        self.check_images(y)
+        return self.unet(y, batch_t(t, y))
+
+
+def model_from_config(config: EnergyConfig, log_norm_nats: float = 0.0) -> EnergyModel | ScoreModel:
+    """The model class a config describes (energy heads -> EnergyModel, 'score' -> ScoreModel)."""
+    if config.head == "score":
+        return ScoreModel(config)
+    return EnergyModel(config, log_norm_nats)

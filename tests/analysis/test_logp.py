@@ -1,0 +1,70 @@
+"""log p in every unit, log p at any t, and percentiles within a reference set (§3.1-3.2)."""
+
+import pytest
+import torch
+from scipy import stats
+
+import dsm_core as dc
+from dsm_core import units
+from dsm_core.analysis import logp_db_curve, percentile_of
+
+from .closed_forms import exact_energy_nats
+
+
+def test_logp_db_matches_closed_form_at_several_t(gaussian_oracle, oracle_images):
+    ts = [0.0, 1e-3, 0.5, 100.0]
+    curve = logp_db_curve(gaussian_oracle, oracle_images, ts)
+    assert curve.shape == (6, 4)
+    for j, t in enumerate(ts):
+        expected = units.energy_nats_to_logp_db(
+            exact_energy_nats(gaussian_oracle, oracle_images, t), gaussian_oracle.d
+        )
+        torch.testing.assert_close(curve[:, j].double(), expected, rtol=0, atol=1e-9)
+        torch.testing.assert_close(
+            dc.logp_db(gaussian_oracle, oracle_images, t).double(), expected, rtol=0, atol=1e-9
+        )
+
+
+def test_logp_db_is_minus_ten_energy_over_d_ln10(gaussian_oracle, oracle_images):
+    energy = dc.energy_nats(gaussian_oracle, oracle_images)
+    logp = dc.logp_db(gaussian_oracle, oracle_images)
+    torch.testing.assert_close(logp, -10 * energy / (16 * units.LN10))
+    bits = dc.nll_bits_per_dim(gaussian_oracle, oracle_images, discrete=True)
+    torch.testing.assert_close(bits, 8 + energy / (16 * units.LN2))
+
+
+def test_logp_db_batched_equals_unbatched_on_unet(tiny_model, tiny_images):
+    whole = dc.logp_db(tiny_model, tiny_images, 0.01, batch_size=64, device="cpu")
+    pieces = dc.logp_db(tiny_model, tiny_images, 0.01, batch_size=3)
+    one_by_one = torch.cat([dc.logp_db(tiny_model, tiny_images[i : i + 1], 0.01) for i in range(8)])
+    assert whole.shape == (8,)
+    torch.testing.assert_close(whole, pieces, rtol=0, atol=1e-5)
+    torch.testing.assert_close(whole, one_by_one, rtol=0, atol=1e-5)
+    per_image_t = dc.logp_db(tiny_model, tiny_images, torch.full((8,), 0.01), batch_size=5)
+    torch.testing.assert_close(whole, per_image_t, rtol=0, atol=1e-5)
+
+
+def test_logp_db_curve_reports_progress(tiny_model, tiny_images):
+    calls = []
+    curve = logp_db_curve(
+        tiny_model, tiny_images[:2], [0.0, 0.1, 1.0], progress=lambda *a: calls.append(a)
+    )
+    assert curve.shape == (2, 3)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_percentile_of_matches_scipy_mean_convention(generator):
+    reference = torch.randn(500, generator=generator).round(decimals=1)  # with ties
+    values = torch.tensor([-10.0, -0.5, 0.0, 0.3, 10.0, reference[7].item()])
+    result = percentile_of(values, reference)
+    expected = [stats.percentileofscore(reference.numpy(), v, kind="mean") for v in values]
+    torch.testing.assert_close(result, torch.tensor(expected, dtype=torch.float64))
+    assert result[0] == 0 and result[4] == 100
+
+
+def test_percentile_of_keeps_shape_and_rejects_empty_reference():
+    result = percentile_of(torch.zeros(2, 3), [1.0, -1.0])
+    assert result.shape == (2, 3) and torch.all(result == 50)
+    assert percentile_of(5.0, [1.0, 2.0, 3.0, 4.0]).item() == 100
+    with pytest.raises(ValueError):
+        percentile_of(1.0, [])

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny random-weight models and exact Gaussian oracles; CPU, seconds."""
+
+import pytest
+import torch
+
+import dsm_core as dc
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run each test on one intra-op thread, then restore the setting.
+
+    These tests are many tiny tensor ops; on a small, shared machine torch's default thread pool
+    makes them 10-200x slower (spinning threads competing with other processes).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def tiny_model() -> dc.EnergyModel:
+    """A random-weight 16x16 grayscale energy UNet (about 20k parameters), eval mode."""
+    torch.manual_seed(0)
+    return dc.build_energy_model("tiny").eval()
+
+
+@pytest.fixture
+def tiny_images(generator: torch.Generator) -> torch.Tensor:
+    """Eight smooth-ish 16x16 grayscale images in [0, 1], (8, 1, 16, 16)."""
+    low = torch.rand(8, 1, 4, 4, generator=generator)
+    return torch.nn.functional.interpolate(low, size=16, mode="bilinear", align_corners=False)
+
+
+@pytest.fixture
+def gaussian_oracle(generator: torch.Generator) -> dc.GaussianEnergy:
+    """Exact energy of N(mu, Sigma) on (1, 4, 4) images with a random full covariance."""
+    d = 16
+    a = torch.randn(d, d, generator=generator, dtype=torch.float64)
+    cov = a @ a.T / d + 0.05 * torch.eye(d, dtype=torch.float64)
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+    mean = 0.5 + 0.1 * torch.randn(1, 4, 4, generator=generator, dtype=torch.float64)
+    return dc.GaussianEnergy(mean, eigenvalues, eigenvectors)

@@ -1,0 +1,136 @@
+"""The UNet energy: release parameter counts, exact scores, homogeneity, heads, losses."""
+
+import math
+
+import pytest
+import torch
+
+import dsm_core as dc
+from dsm_core.config import LossConfig, NoiseConfig
+from dsm_core.energy import EnergyModel
+from dsm_core.layers import GainControlNorm
+from dsm_core.losses import score_matching_terms
+from dsm_core.noise import add_noise, sample_t
+
+
+def test_release_parameter_counts():
+    assert sum(p.numel() for p in dc.build_energy_model("imagenet64").parameters()) == 8_647_552
+    color = dc.build_energy_model("imagenet64", channels=3)
+    assert sum(p.numel() for p in color.parameters()) == 8_649_856
+    assert color.image_shape == (3, 64, 64)
+
+
+def test_release_layout():
+    unet = dc.build_energy_model("imagenet64").unet
+    convs = [m for m in unet.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    norms = [m for m in unet.modules() if isinstance(m, GainControlNorm)]
+    assert len(convs) == 21 and len(norms) == 20
+    assert all(m.bias is None for m in convs)
+    assert unet.middle[-1].conv.weight.shape == (512, 256, 2, 2)  # transposed 2x2 up-sampling
+    assert unet.decoder[0][-1].norm is None  # bare final conv
+    assert torch.allclose(unet.embedding.frequencies[[0, -1]], torch.tensor([1.0, 0.01]))
+
+
+def test_energy_and_scores_shapes_and_denoiser(tiny_model, tiny_images):
+    t = torch.full((8,), 0.01)
+    energy, grad_y, grad_t = tiny_model.energy_and_scores(tiny_images, t)
+    assert energy.shape == (8,) and grad_y.shape == tiny_images.shape and grad_t.shape == (8,)
+    assert not energy.requires_grad and not grad_y.requires_grad
+    denoised = tiny_model.denoise(tiny_images, t)
+    assert torch.allclose(denoised, tiny_images - 0.01 * grad_y, atol=1e-6)
+    with torch.inference_mode():
+        assert torch.allclose(tiny_model.energy(tiny_images, t), energy)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        tiny_model.energy_and_scores(tiny_images, t)
+    with pytest.raises(ValueError, match="shape"):
+        tiny_model.energy(torch.rand(2, 3, 16, 16), 0.1)
+
+
+def test_log_norm_is_additive(tiny_model, tiny_images):
+    before = tiny_model.energy(tiny_images, 0.0)
+    tiny_model.log_norm_nats = 123.25
+    assert torch.allclose(tiny_model.energy(tiny_images, 0.0) - before, torch.full((8,), 123.25))
+
+
+@pytest.mark.parametrize("head", ["inner_product", "squared_norm"])
+@pytest.mark.parametrize("time_term", ["none", "gaussian"])
+def test_scores_equal_finite_differences(head, time_term, generator):
+    torch.manual_seed(1)
+    model = dc.build_energy_model("tiny", head=head, time_term=time_term).double()
+    if time_term == "gaussian":  # make the zero-initialised correction g non-trivial
+        torch.nn.init.normal_(model.time_term.correction[2].weight, std=0.3)
+    y = torch.rand(2, 1, 16, 16, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0.03, 0.7], dtype=torch.float64, requires_grad=True)
+    y.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda y, t: model.energy(y, t), (y, t), eps=1e-6, atol=1e-5)
+    _, grad_y, grad_t = model.energy_and_scores(y.detach(), t.detach())
+    ref_y, ref_t = torch.autograd.grad(model.energy(y, t).sum(), (y, t))
+    assert torch.allclose(grad_y, ref_y) and torch.allclose(grad_t, ref_t)
+
+
+def test_unet_with_relu_is_homogeneous(generator):
+    # Bias-free convs and the gain-controlled norm are 1-homogeneous; GELU is not (it is only
+    # asymptotically), so exact homogeneity s(ly) = l s(y) holds with ReLU and eps -> 0.
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny", nonlinearity="relu", norm_eps=0.0).double()
+    y = torch.rand(2, 1, 16, 16, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0.1, 0.1], dtype=torch.float64)
+    f, f_scaled = model.unet(y, t), model.unet(3.7 * y, t)
+    assert torch.allclose(f_scaled, 3.7 * f, rtol=1e-9, atol=1e-12)
+    gelu = dc.build_energy_model("tiny").double()
+    rel = (gelu.unet(3.7 * y, t) - 3.7 * gelu.unet(y, t)).norm() / (3.7 * gelu.unet(y, t)).norm()
+    assert rel > 1e-3  # the release's GELU network is only approximately homogeneous
+
+
+def test_norm_layer_is_homogeneous_and_equalises_channels(generator):
+    norm = GainControlNorm(4, 8, eps=0.0).double()
+    h = torch.randn(3, 4, 5, 5, generator=generator, dtype=torch.float64)
+    h = h * torch.tensor([0.1, 1.0, 3.0, 10.0], dtype=torch.float64)[None, :, None, None]
+    e = torch.zeros(3, 8, dtype=torch.float64)
+    torch.nn.init.zeros_(norm.conditioning.weight)
+    torch.nn.init.zeros_(norm.conditioning.bias)
+    out = norm(h, e)
+    assert torch.allclose(norm(2.5 * h, e), 2.5 * out)
+    var = out.var(dim=(2, 3), unbiased=False)  # (B, C): equal across channels
+    assert torch.allclose(var, var.mean(dim=1, keepdim=True).expand_as(var))
+    centered = h - h.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(out.square().sum(dim=(1, 2, 3)), centered.square().sum(dim=(1, 2, 3)))
+
+
+def test_score_model_baseline(generator):
+    model = dc.build_energy_model("tiny", head="score")
+    assert isinstance(model, dc.ScoreModel)
+    y = torch.rand(2, 1, 16, 16, generator=generator)
+    assert torch.allclose(model.denoise(y, 0.5), y - 0.5 * model.unet(y, torch.full((2,), 0.5)))
+
+
+def test_every_parameter_gets_a_gradient(tiny_images, generator):
+    model = dc.build_energy_model("tiny", time_term="gaussian")
+    t = sample_t(8, NoiseConfig(t_min=1e-4, t_max=10.0), generator=generator)
+    y = add_noise(tiny_images, t, torch.randn(tiny_images.shape, generator=generator))
+    loss = score_matching_terms(model, tiny_images, y, t, LossConfig()).total(LossConfig()).mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_image_size_must_fit_scales():
+    with pytest.raises(ValueError, match="multiple of"):
+        dc.build_energy_model("tiny", image_size=18)
+    with pytest.raises(ValueError, match="unknown preset"):
+        dc.build_energy_model("nope")
+
+
+def test_sample_t_is_log_uniform(generator):
+    t = sample_t(200_000, NoiseConfig(t_min=1e-9, t_max=1e3), generator=generator)
+    log10_t = t.double().log10()
+    assert log10_t.min() >= -9 - 1e-4 and log10_t.max() <= 3 + 1e-4
+    assert log10_t.mean().item() == pytest.approx(-3.0, abs=0.03)  # U(-9, 3)
+    assert log10_t.var().item() == pytest.approx(144 / 12, rel=0.02)
+
+
+def test_energy_model_rejects_score_head():
+    cfg = dc.build_energy_model("tiny", head="score").config
+    with pytest.raises(ValueError):
+        EnergyModel(cfg)
+    assert math.isclose(dc.build_energy_model("tiny").log_norm_nats, 0.0)
