@@ -38,6 +38,7 @@ def write_atomic(path: Path, write: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; model folders are meant to be shared
     try:
         write(Path(tmp))
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ C = TypeVar("C")
 Nonlinearity = Literal["gelu", "relu"]
 Head = Literal["inner_product", "squared_norm", "score"]
 TimeTerm = Literal["none", "gaussian"]
+OutputScaling = Literal["none", "inverse_sigma"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class UNetConfig:
     # The paper's range is embed_t_min=1e-9, embed_t_max=1e3.
     embed_t_min: float = 1.0
     embed_t_max: float = 100.0
+    # Option (not in the release): features of u = ln t rescaled to [0, 1] over
+    # [embed_t_min, embed_t_max] (t clamped there), frequencies pi/2 .. F pi/2, so e(t) resolves
+    # every decade of t; use with the training range, e.g. 1e-6 .. 1e3.
+    embed_log_t: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,11 @@ class EnergyConfig:
     # zero-initialised MLP, so the model starts as a normalised Gaussian in t (data-notes.md).
     time_term: TimeTerm = "none"
     data_var: float = 0.07  # per-pixel variance of the data, used by time_term="gaussian"
+    # inverse_sigma: divide the network's energy by sigma = sqrt(t + sigma_floor_t), so the UNet
+    # output stays O(1) at every noise level (the release's "output scaling" option, off in the
+    # released models). The floor keeps U(x, 0) finite; set it to the smallest trained t.
+    output_scaling: OutputScaling = "none"
+    sigma_floor_t: float = 1e-6
 
     @property
     def channels(self) -> int:

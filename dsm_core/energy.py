@@ -142,7 +142,11 @@ class GaussianTimeTerm(nn.Module):
 
 
 class EnergyModel(BaseEnergy):
-    """The UNet energy: U(y, t) = <y, f(y, t)>/2 + K (release) or |f|^2/2 + K (paper's option)."""
+    """The UNet energy: U(y, t) = <y, f(y, t)>/2 + K (release) or |f|^2/2 + K (paper's option).
+
+    Options (off in the release): the network part divided by sqrt(t + sigma_floor_t)
+    (``output_scaling="inverse_sigma"``), and an analytic Gaussian time term (``time_term``).
+    """
 
     def __init__(self, config: EnergyConfig, log_norm_nats: float = 0.0):
         if config.head == "score":
@@ -165,6 +169,8 @@ class EnergyModel(BaseEnergy):
             energy = 0.5 * (y * f).flatten(1).sum(dim=1)  # (B,)
         else:
             energy = 0.5 * f.square().flatten(1).sum(dim=1)
+        if self.config.output_scaling == "inverse_sigma":
+            energy = energy / torch.sqrt(t + self.config.sigma_floor_t)
         if self.time_term is not None:
             energy = energy + self.time_term(t)
         return energy

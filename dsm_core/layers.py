@@ -9,14 +9,22 @@ from torch import nn
 class NoiseLevelEmbedding(nn.Module):
     """e(t): Fourier features of the noise variance t, then a two-layer SiLU MLP (spec §1.3).
 
-    Frequencies are log-spaced from ``1/t_min`` down to ``1/t_max``; features are all cosines,
-    then all sines, of ``w_k * t`` (t itself, not log t), computed in float32.
+    Released form: frequencies log-spaced from ``1/t_min`` down to ``1/t_max``; features are all
+    cosines, then all sines, of ``w_k * t`` (t itself, not log t), computed in float32. With
+    ``log_t`` the features are of ``ln t`` rescaled to [0, 1] instead (an option).
     """
 
-    def __init__(self, num_frequencies: int, embed_dim: int, t_min: float, t_max: float):
+    def __init__(
+        self, num_frequencies: int, embed_dim: int, t_min: float, t_max: float, log_t: bool = False
+    ):
         super().__init__()
-        log_w = -torch.linspace(math.log(t_min), math.log(t_max), num_frequencies)
-        self.register_buffer("frequencies", torch.exp(log_w), persistent=False)  # (F,)
+        self.log_t = log_t
+        self.log_range = (math.log(t_min), math.log(t_max))
+        if log_t:
+            w = 0.5 * math.pi * torch.arange(1, num_frequencies + 1, dtype=torch.float32)
+        else:
+            w = torch.exp(-torch.linspace(math.log(t_min), math.log(t_max), num_frequencies))
+        self.register_buffer("frequencies", w, persistent=False)  # (F,)
         self.mlp = nn.Sequential(
             nn.Linear(2 * num_frequencies, embed_dim),
             nn.SiLU(),
@@ -26,7 +34,11 @@ class NoiseLevelEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """t (B,) -> e(t) (B, embed_dim)."""
-        angles = t.float()[:, None] * self.frequencies  # (B, F)
+        u = t.to(torch.promote_types(t.dtype, torch.float32))  # float32, or float64 if given
+        if self.log_t:
+            lo, hi = self.log_range
+            u = (torch.log(u.clamp(math.exp(lo), math.exp(hi))) - lo) / (hi - lo)  # in [0, 1]
+        angles = u[:, None] * self.frequencies  # (B, F)
         features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)  # (B, 2F)
         return self.mlp(features)
 

@@ -51,7 +51,7 @@ class UNet(nn.Module):
         self.cfg = cfg
         widths = [cfg.base_width * 2**s for s in range(cfg.num_scales + 1)]
         self.embedding = NoiseLevelEmbedding(
-            cfg.num_frequencies, cfg.embed_dim, cfg.embed_t_min, cfg.embed_t_max
+            cfg.num_frequencies, cfg.embed_dim, cfg.embed_t_min, cfg.embed_t_max, cfg.embed_log_t
         )
         self.encoder = nn.ModuleList()
         for s in range(cfg.num_scales):

@@ -1,0 +1,1 @@
+"""DSM Explorer, the Streamlit app: main.py routes to one page per file in views/."""

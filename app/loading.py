@@ -1,0 +1,236 @@
+"""Cached wrappers around dsm_core loaders: the model (once per source), its test set, uploads.
+
+Models are shared by every session (``st.cache_resource``), in eval mode with frozen parameters;
+all input gradients go through dsm_core (``torch.autograd.grad``), so sessions never share
+state. Arrays are cached with ``st.cache_data``. Results that take seconds and come with a
+progress bar (the brightness/contrast grid) live in a small shared LRU store.
+"""
+
+import dataclasses
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+import dsm_core as dc
+from dsm_core.checkpoint import COMPANION_FILES, CONFIG_FILE, WEIGHTS_FILE, fetch_from_hub
+from dsm_core.images import DecodedImage, decode_upload
+from dsm_core.packaging import (
+    CompanionFileError,
+    HeldoutSet,
+    heldout_from_images,
+    load_heldout,
+    logp_db_of_pixels,
+    read_card,
+    read_metrics,
+    read_test_images,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = REPO_ROOT / "checkpoints" / "default"
+MODEL_ENV, REVISION_ENV = "DSM_MODEL", "DSM_MODEL_REVISION"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Where a model comes from: a local folder or a Hub repo id (+ revision)."""
+
+    source: str
+    revision: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}@{self.revision}" if self.revision else self.source
+
+    @property
+    def is_default(self) -> bool:
+        return Path(self.source).expanduser().resolve() == DEFAULT_MODEL_DIR.resolve()
+
+
+def initial_choice() -> ModelChoice:
+    """The model named by DSM_MODEL (+ DSM_MODEL_REVISION), else the bundled default."""
+    source = os.environ.get(MODEL_ENV, "").strip() or str(DEFAULT_MODEL_DIR)
+    revision = os.environ.get(REVISION_ENV, "").strip() or None
+    return ModelChoice(source, revision)
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with its folder and companion files (shared, read-only)."""
+
+    model: Any  # dsm_core EnergyModel (or ScoreModel)
+    choice: ModelChoice
+    folder: Path
+    kind: str
+    metrics: dict | None
+    card: str | None
+    stamp: tuple
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.choice.key}|{hash(self.stamp)}"
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def is_energy(self) -> bool:
+        return isinstance(self.model, dc.BaseEnergy)
+
+
+def _folder_stamp(folder: Path) -> tuple:
+    """(name, size, mtime) of the files that matter, so a re-packaged folder is reloaded."""
+    stamp = []
+    for name in (WEIGHTS_FILE, CONFIG_FILE, *COMPANION_FILES):
+        path = folder / name
+        if path.is_file():
+            info = path.stat()
+            stamp.append((name, info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+def resolve_folder(choice: ModelChoice) -> tuple[Path, str]:
+    """(local folder, kind) of a choice; a Hub repo is fetched (or found in the cache).
+
+    Raises:
+        dsm_core.ModelLoadError: no such folder, repo, revision, or no network.
+    """
+    path = Path(choice.source).expanduser()
+    if path.is_dir():
+        kind = "bundled default" if choice.is_default else "local folder"
+        return path, kind
+    looks_local = choice.source.startswith((".", "/", "~")) or choice.source.count("/") != 1
+    if path.exists() or looks_local:
+        raise dc.ModelLoadError(f"{choice.source}: no such model folder")
+    return fetch_from_hub(choice.source, choice.revision), "Hugging Face Hub"
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_bundle(source: str, revision: str | None, stamp: tuple) -> ModelBundle:
+    choice = ModelChoice(source, revision)
+    folder, kind = resolve_folder(choice)
+    model = dc.load_model(folder)
+    model.source = choice.key
+    problems = []
+    try:
+        metrics = read_metrics(folder)
+    except CompanionFileError as exc:
+        metrics, problems = None, [str(exc)]
+    return ModelBundle(model, choice, folder, kind, metrics, read_card(folder), stamp, problems)
+
+
+def get_bundle(choice: ModelChoice) -> ModelBundle:
+    """The model of a choice, loaded once per (source, revision, files on disk).
+
+    Raises:
+        dsm_core.ModelLoadError: with a message for the user.
+    """
+    path = Path(choice.source).expanduser()
+    stamp = _folder_stamp(path) if path.is_dir() else ()
+    return _load_bundle(choice.source, choice.revision, stamp)
+
+
+def forget_model(choice: ModelChoice) -> None:
+    """Drop every cached copy of the model (e.g. after its files changed)."""
+    _load_bundle.clear()
+    _read_heldout.clear()
+
+
+@st.cache_data(show_spinner="Reading the test set…", max_entries=8)
+def _read_heldout(folder: str, image_shape: tuple[int, ...], stamp: tuple) -> HeldoutSet:
+    return load_heldout(folder, image_shape)
+
+
+@st.cache_resource(show_spinner="Computing log p of the bundled test images…", max_entries=4)
+def _computed_heldout(_bundle: ModelBundle, key: str) -> HeldoutSet:
+    sample = read_test_images(_bundle.folder, _bundle.model.image_shape)
+    if sample is None:
+        raise CompanionFileError(f"{_bundle.folder}: no test images to compute log p from")
+    return heldout_from_images(_bundle.model, sample[0])
+
+
+def get_heldout(bundle: ModelBundle) -> tuple[HeldoutSet | None, str | None]:
+    """(the held-out set, None) or (None, why not).
+
+    Reads ``test_logp_db.npz`` / ``test_images.npz``; log p the files do not give (for the sample
+    images, or for all when only images are there) is computed once with the model.
+    """
+    shape = tuple(bundle.model.image_shape)
+    try:
+        heldout = _read_heldout(str(bundle.folder), shape, bundle.stamp)
+    except CompanionFileError as exc:
+        if bundle.is_energy:
+            try:
+                return _computed_heldout(bundle, bundle.key), None
+            except CompanionFileError:
+                pass
+        return None, str(exc)
+    if heldout.images is not None and heldout.image_logp_db is None and bundle.is_energy:
+        heldout = _with_image_logp(bundle, heldout, bundle.key)
+    return heldout, None
+
+
+@st.cache_resource(show_spinner="Computing log p of the test images…", max_entries=4)
+def _with_image_logp(_bundle: ModelBundle, _heldout: HeldoutSet, key: str) -> HeldoutSet:
+    image_logp = logp_db_of_pixels(_bundle.model, _heldout.images)
+    return dataclasses.replace(_heldout, image_logp_db=image_logp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def gumbel_fit(logp_db: np.ndarray) -> dc.analysis.GumbelFit:
+    """Maximum-likelihood Gumbel fit of log p values (cached by value)."""
+    return dc.fit_gumbel(logp_db)
+
+
+@st.cache_data(show_spinner="Decoding the upload…", max_entries=16)
+def decode(data: bytes, name: str, index: int) -> DecodedImage:
+    """``dsm_core.images.decode_upload``, cached by content; raises ImageLoadError."""
+    return decode_upload(data, name, index=index)
+
+
+def digest(pixels: np.ndarray) -> str:
+    """A short content hash of an image array (keys for cached results)."""
+    h = hashlib.blake2b(digest_size=10)
+    h.update(str((pixels.dtype.str, pixels.shape)).encode())
+    h.update(np.ascontiguousarray(pixels).tobytes())
+    return h.hexdigest()
+
+
+class ResultStore:
+    """A thread-safe LRU map shared by all sessions, for results computed with a progress bar.
+
+    Values are treated as read-only by every reader.
+    """
+
+    def __init__(self, max_entries: int = 128) -> None:
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._max_entries:
+                self._items.popitem(last=False)
+
+
+@st.cache_resource
+def result_store() -> ResultStore:
+    return ResultStore()

@@ -1,0 +1,320 @@
+"""Page 2: one image (from the test set or uploaded) - its log p, denoising, score, noise levels."""
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import charts, components, loading
+from dsm_core import units
+from dsm_core.analysis import dimensionality_curves
+from dsm_core.explore import denoising_example, logp_gradient, logp_report
+from dsm_core.images import IMAGE_SUFFIXES, SMALL_POLICIES, ImageLoadError, thumbnail
+
+st.title("Probe an image")
+st.markdown(
+    "How probable does the model find this image? The energy network returns "
+    "U(x) = −log p(x) in **one forward pass** (no ODE, no sampling). Below: the image as the model "
+    "sees it, its log p in several units and where it falls in the test-set histogram; then the "
+    "model's denoiser, its score (∇ log p) and how log p and the local dimensionality change "
+    "with the noise level."
+)
+
+bundle = components.require_bundle()
+components.require_energy(bundle)
+model = bundle.model
+heldout = components.heldout_or_warn(bundle)
+c, h, w = model.image_shape
+has_tests = heldout is not None and heldout.images is not None
+
+sources = (["Test set"] if has_tests else []) + ["Upload"]
+if "probe_source" not in st.session_state or st.session_state["probe_source"] not in sources:
+    wanted = "Upload" if st.session_state[components.IMAGE_CHOICE] == "upload" else "Test set"
+    st.session_state["probe_source"] = wanted if wanted in sources else sources[0]
+
+
+def _sync_source() -> None:
+    st.session_state[components.IMAGE_CHOICE] = (
+        "upload" if st.session_state["probe_source"] == "Upload" else "test"
+    )
+
+
+source = st.radio(
+    "Image from", sources, key="probe_source", horizontal=True, on_change=_sync_source
+)
+
+image: components.CurrentImage | None = None
+decoded = None
+if source == "Test set":
+    if "probe_index" not in st.session_state:
+        st.session_state["probe_index"] = min(
+            int(st.session_state[components.IMAGE_INDEX]), heldout.num_images - 1
+        )
+
+    def _sync_index() -> None:
+        st.session_state[components.IMAGE_INDEX] = int(st.session_state["probe_index"])
+
+    def _step(delta: int) -> None:
+        st.session_state["probe_index"] = int(
+            np.clip(st.session_state["probe_index"] + delta, 0, heldout.num_images - 1)
+        )
+        _sync_index()
+
+    cols = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+    position = cols[0].number_input(
+        f"test image (0–{heldout.num_images - 1}; the sample is sorted by dataset index)",
+        min_value=0,
+        max_value=heldout.num_images - 1,
+        step=1,
+        key="probe_index",
+        on_change=_sync_index,
+    )
+    cols[1].button("◀ previous", key="probe_prev", on_click=_step, args=(-1,))
+    cols[2].button("next ▶", key="probe_next", on_click=_step, args=(1,))
+
+    def _random() -> None:
+        generator = np.random.default_rng()
+        st.session_state["probe_index"] = int(generator.integers(heldout.num_images))
+        _sync_index()
+
+    cols[3].button("random", key="probe_random", on_click=_random)
+    image = components.with_digest(components.test_image(heldout, int(position)))
+else:
+    kinds = ", ".join(s.lstrip(".").upper() for s in IMAGE_SUFFIXES)
+    upload = st.file_uploader(
+        f"Your image ({kinds}; or a .npz/.npy array of images)",
+        type=[s.lstrip(".") for s in IMAGE_SUFFIXES] + ["npz", "npy"],
+        key="probe_upload",
+    )
+    if upload is not None:
+        data = upload.getvalue()
+        if st.session_state.get(components.UPLOAD_BYTES) != data:
+            st.session_state[components.UPLOAD_BYTES] = data
+            st.session_state[components.UPLOAD_NAME] = upload.name
+            st.session_state[components.UPLOAD_ARRAY_INDEX] = 0
+    cols = st.columns(3)
+    cols[0].radio(
+        "fit to the model",
+        ["resize", "crop"],
+        key=components.UPLOAD_FIT,
+        help="resize: the centred square, downsampled to the model's size with antialiasing "
+        "(like the training crops). crop: the central pixels at full resolution (a detail).",
+        format_func=lambda v: {"resize": "resize (whole image)", "crop": "crop (centre)"}[v],
+    )
+    cols[1].radio(
+        "if smaller than the model",
+        list(SMALL_POLICIES),
+        key=components.UPLOAD_SMALL,
+        help="pad: mirror the image outward (the mirrored border is part of what is scored). "
+        "upscale: enlarge smoothly (smooth images are more probable). refuse: do not score it.",
+    )
+    name = st.session_state.get(components.UPLOAD_NAME, "")
+    if name.lower().endswith((".npz", ".npy")):
+        cols[2].number_input(
+            "image in the array", min_value=0, step=1, key=components.UPLOAD_ARRAY_INDEX
+        )
+    if not st.session_state.get(components.UPLOAD_BYTES):
+        st.info(
+            f"Upload an image: it will be converted to {'grayscale' if c == 1 else 'RGB'} and "
+            f"brought to {h}×{w} pixels, as the model was trained."
+        )
+        st.stop()
+    try:
+        decoded = loading.decode(
+            st.session_state[components.UPLOAD_BYTES],
+            name,
+            int(st.session_state[components.UPLOAD_ARRAY_INDEX]),
+        )
+    except ImageLoadError as exc:
+        st.error(f"**{name}** cannot be used: {exc}")
+        st.stop()
+    image = components.uploaded_image(bundle)
+    if image is None:
+        st.stop()
+
+x = image.tensor()  # (1, C, H, W)
+report = logp_report(model, x, None if heldout is None else heldout.logp_db)
+logp_db = float(report.logp_db[0])
+
+left, right = st.columns([1, 2])
+with left:
+    if decoded is not None:
+        st.image(
+            thumbnail(decoded.pixels, 256),
+            caption=f"as uploaded ({decoded.width}×{decoded.height})",
+        )
+    components.show_image(image.pixels, caption=f"as the model sees it ({h}×{w})", size=192)
+    if image.notes:
+        st.caption("  \n".join(f"• {note}" for note in image.notes))
+with right:
+    m = st.columns(4)
+    m[0].metric(
+        "log p [dB/dim]",
+        f"{logp_db:+.2f}",
+        help="10·log₁₀ p(x) / d. +10 dB/dim means 10^d times more probable.",
+    )
+    m[1].metric(
+        "NLL, 8-bit [bits/dim]",
+        f"{report.nll_bits_per_dim_discrete[0]:.3f}",
+        help="Negative log-likelihood of the 8-bit image: −log₂ p(x) / d of the continuous "
+        f"density ({report.nll_bits_per_dim[0]:.3f} bits/dim) + 8 bits/dim (paper A.1); the "
+        "unit of the test NLL.",
+    )
+    m[2].metric(
+        "log p [nats]",
+        f"{report.logp_nats[0]:,.1f}",
+        help=f"Natural log of the density over all d = {report.d} dimensions: −U(x).",
+    )
+    if report.percentile is not None:
+        m[3].metric(
+            "test-set percentile",
+            f"{report.percentile[0]:.1f} %",
+            help="Share of held-out images with a lower log p.",
+        )
+
+    @st.fragment
+    def histogram_with_marker() -> None:
+        log_y = st.toggle("log-scale density", key="probe_log_y")
+        gumbel = loading.gumbel_fit(heldout.logp_db)
+        marker = charts.Marker(logp_db, "this image")
+        figure = charts.logp_histogram(
+            heldout.logp_db, gumbel, log_y=log_y, markers=[marker], title="Where this image falls"
+        )
+        st.plotly_chart(figure, key="probe_histogram")
+
+    if heldout is not None:
+        histogram_with_marker()
+
+tabs = st.tabs(["Denoise", "Score map ∇ log p", "Across noise levels"])
+
+with tabs[0]:
+
+    @st.fragment
+    def denoise_panel() -> None:
+        st.markdown(
+            "Add Gaussian noise of variance t and let the model remove it with its own score: "
+            "D(y, t) = y + t ∇ log p_t(y) (Miyasawa–Tweedie, paper eq. 37). Input PSNR "
+            "= −10 log₁₀ t."
+        )
+        cols = st.columns([3, 1])
+        psnr_in = cols[0].slider("input PSNR (dB)", -10, 60, 20, key="probe_psnr")
+        seed = cols[1].number_input("noise seed", 0, 10_000, 0, key="probe_noise_seed")
+        example = denoising_example(
+            model, x, float(psnr_in), generator=torch.Generator().manual_seed(int(seed))
+        )
+        shown = st.columns(3)
+        with shown[0]:
+            st.image(components.display_tensor(x[0], 160), caption="clean x", width=160)
+        with shown[1]:
+            st.image(
+                components.display_tensor(example.noisy[0], 160),
+                caption=f"noisy y ({example.psnr_in_db[0]:.1f} dB; shown clipped to [0, 1])",
+                width=160,
+            )
+        with shown[2]:
+            st.image(
+                components.display_tensor(example.denoised[0], 160),
+                caption=f"denoised D(y, t): {example.psnr_out_db[0]:.1f} dB",
+                width=160,
+            )
+        gain = example.psnr_out_db[0] - example.psnr_in_db[0]
+        st.caption(f"t = {example.t:.3g}; the denoiser gains {gain:+.1f} dB of PSNR on this draw.")
+
+    denoise_panel()
+
+with tabs[1]:
+
+    @st.fragment
+    def score_panel() -> None:
+        st.markdown(
+            "The gradient of log p with respect to the pixels, in nats per unit of intensity: "
+            "**red** pixels would make the image more probable if brightened, **blue** if "
+            "darkened. At t = 0 it is the score of the clean density; at larger t, of the "
+            "blurred density p_t."
+        )
+        levels = {"t = 0 (clean)": 0.0} | {
+            f"PSNR {p} dB (t = {units.psnr_db_to_t(p):.0e})": float(units.psnr_db_to_t(p))
+            for p in (60, 40, 20, 0)
+        }
+        label = st.select_slider("noise level", list(levels), key="probe_score_level")
+        score = logp_gradient(model, x, levels[label])[0]  # (C, H, W)
+        cols = st.columns([2, 1])
+        with cols[0]:
+            for channel in range(score.shape[0]):
+                figure = charts.signed_map(
+                    score[channel].numpy(),
+                    title="∇ log p" + (f" (channel {'RGB'[channel]})" if c == 3 else ""),
+                    colorbar_title="nats/unit",
+                )
+                st.plotly_chart(figure, key=f"probe_score_{channel}")
+        with cols[1]:
+            norm = float(score.double().norm())
+            st.metric("‖∇ log p‖", f"{norm:,.1f}", help="Euclidean norm, nats per unit intensity.")
+            st.caption(
+                "A gradient ascent step moves along this map (see *Gradient ascent / descent*)."
+            )
+
+    score_panel()
+
+with tabs[2]:
+    st.markdown(
+        "Paper §3.3, Fig. 5. For y = x + √t z, the **effective log p** −E[U(y, t) | x] stays flat "
+        "while the noise is smaller than the local support around x, then falls; the **effective "
+        "dimensionality** d_eff(x, t) = E‖x − D(y, t)‖² / t (eq. 11) says how many directions of "
+        "the noise the denoiser must keep. Probable images have low-dimensional neighbourhoods."
+    )
+    cols = st.columns(3)
+    num_levels = cols[0].slider("noise levels", 5, 25, 13, key="probe_curve_levels")
+    num_noise = cols[1].slider("noise draws per level", 1, 64, 8, key="probe_curve_draws")
+    t_range = cols[2].select_slider(
+        "range of t (log10)",
+        options=list(range(-10, 4)),
+        value=(-8, 3),
+        key="probe_curve_range",
+    )
+    ts = np.logspace(t_range[0], t_range[1], num_levels)
+    result_key = ("curves", bundle.key, image.digest, num_levels, num_noise, tuple(t_range))
+    if st.button("Compute", key="probe_curve_run", type="primary"):
+        bar = st.progress(0.0, text="noise levels")
+        curves = dimensionality_curves(
+            model,
+            x,
+            torch.as_tensor(ts),
+            num_noise=num_noise,
+            generator=torch.Generator().manual_seed(0),
+            progress=components.progress_callback(bar, "noise levels"),
+        )
+        bar.empty()
+        st.session_state["probe_curves"] = (result_key, curves)
+    stored = st.session_state.get("probe_curves")
+    if stored is None or stored[0] != result_key:
+        st.caption(
+            f"{num_levels} levels × {num_noise} draws = {num_levels * num_noise} gradient "
+            "evaluations. Press **Compute**."
+        )
+    else:
+        curves = stored[1]
+        mean_db = None if heldout is None else float(heldout.logp_db.mean())
+        plots = st.columns(2)
+        plots[0].plotly_chart(
+            charts.noise_level_curves(
+                ts,
+                {"this image": curves.effective_logp_db[0].numpy()},
+                title="effective log p  −E[U(y, t) | x]",
+                y_title="dB/dim",
+                reference=mean_db,
+                reference_label="test-set mean log p at t = 0",
+            ),
+            key="probe_curve_logp",
+        )
+        plots[1].plotly_chart(
+            charts.noise_level_curves(
+                ts,
+                {"d_eff (eq. 11)": curves.d_eff_denoiser[0].numpy()},
+                errors={"d_eff (eq. 11)": curves.d_eff_denoiser_stderr[0].numpy()},
+                title="effective dimensionality",
+                y_title="d_eff",
+                reference=float(curves.d),
+                reference_label=f"d = {curves.d}",
+            ),
+            key="probe_curve_deff",
+        )

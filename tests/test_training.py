@@ -1,0 +1,375 @@
+"""Training: config round trip, lr schedule, one step, a short run, resume after kills, NaN stop."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dsm_core as dc
+from dsm_core import training
+from dsm_core.config import LossConfig, NoiseConfig, to_dict
+from dsm_core.energy import model_from_config
+from dsm_core.evaluation import random_t_loss
+from dsm_core.training import (
+    DualScoreLoss,
+    NonFiniteLossError,
+    TrainConfig,
+    learning_rate,
+    load_config_file,
+    load_training_state,
+    resolve_config,
+    train,
+    train_step,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "train" / "configs"
+TRAIN_SCRIPT = REPO / "train" / "train.py"
+
+# A run of seconds: tiny model on 16x16 digits, no costly evaluation.
+FAST = {
+    "num_steps": 40,
+    "log_every_steps": 1,
+    "eval_every_steps": 1000,
+    "eval_num_images": 16,
+    "eval_batch_size": 16,
+    "checkpoint_every_steps": 10,
+    "batch_size": 8,
+}
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    return load_config_file(CONFIGS / "tiny_cpu.json", {**FAST, **overrides})
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / training.LOG_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            break
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+def test_config_json_round_trip():
+    cfg = tiny_config(**{"data.subset": "A", "data.subset_size": 100, "ema_decay": 0.99})
+    text = training.config_to_json(cfg)
+    assert training.rebuild_config(json.loads(text)) == cfg
+    assert resolve_config(json.loads(text)) == cfg
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(ValueError, match="unknown field"):
+        resolve_config({"batch_sise": 3})
+    with pytest.raises(ValueError, match="unknown field"):
+        resolve_config({"data": {"nmae": "digits"}})
+    with pytest.raises(ValueError, match="unknown field"):
+        resolve_config({"model": {"preset": "tiny", "unet": {"widht": 4}}})
+    with pytest.raises(ValueError, match="tmin"):
+        tiny_config(**{"noise.tmin": 1.0})
+    with pytest.raises(ValueError, match="subset_size"):
+        tiny_config(**{"data.subset": "B"})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.json")), ids=lambda p: p.stem)
+def test_presets_resolve(path):
+    cfg = load_config_file(path)
+    assert cfg.model.channels == (1 if cfg.data.grayscale else 3)
+
+
+def test_release_presets_are_the_release():
+    for name, channels in (("imagenet64_gray", 1), ("imagenet64_color", 3)):
+        cfg = load_config_file(CONFIGS / f"{name}.json")
+        assert cfg.model == dc.presets.preset_config("imagenet64", channels)
+        assert (cfg.batch_size, cfg.num_steps, cfg.lr) == (128, 1_000_000, 5e-4)
+        assert cfg.lr_halve_every_steps == 100_000
+        assert (cfg.noise.t_min, cfg.noise.t_max) == (1e-9, 1e3)
+        assert (cfg.warmup_steps, cfg.grad_clip, cfg.ema_decay) == (0, None, None)
+        assert cfg.loss.time_weight == 1.0 and not cfg.tf32 and not cfg.bf16
+    score = load_config_file(CONFIGS / "imagenet64_color_score.json")
+    assert score.model.head == "score" and score.loss.time_weight == 0
+    gen = load_config_file(CONFIGS / "generalization_imagenet64.json")
+    assert gen.lr == 2e-4 and gen.data.subset == "A"
+    model = dc.build_energy_model("imagenet64", channels=3)
+    assert sum(p.numel() for p in model.parameters()) == 8_649_856
+
+
+def test_learning_rate_schedule_and_warmup():
+    cfg = TrainConfig(lr=5e-4, lr_halve_every_steps=100_000, warmup_steps=0)
+    assert learning_rate(0, cfg) == 5e-4
+    assert learning_rate(99_999, cfg) == 5e-4
+    assert learning_rate(100_000, cfg) == 2.5e-4
+    assert learning_rate(999_999, cfg) == pytest.approx(5e-4 / 512)
+    warm = TrainConfig(lr=1e-3, lr_halve_every_steps=10, warmup_steps=4)
+    assert [learning_rate(s, warm) for s in range(5)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]
+    )
+    assert learning_rate(10, warm) == 5e-4
+    assert learning_rate(7, TrainConfig(lr=1.0, lr_halve_every_steps=None)) == 1.0
+
+
+def test_dry_run_prints_resolved_config(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--config", "tiny_cpu", "--out", str(out),
+         "--dry-run", "lr=0.002", "data.subset=A", "data.subset_size=10", "grad_clip=null"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    document = json.loads(result.stdout)
+    assert document["lr"] == 0.002 and document["data"]["subset"] == "A"
+    assert document["model"]["unet"]["base_width"] == 8  # the preset was expanded
+    assert not out.exists()
+    bad = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--config", "tiny_cpu", "--dry-run", "bogus=1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "bogus" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# One step
+
+
+@pytest.mark.parametrize("time_term", ["none", "gaussian"])
+@pytest.mark.parametrize("head", ["inner_product", "squared_norm"])
+def test_every_parameter_gets_a_gradient(time_term, head, generator):
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny", time_term=time_term, head=head)
+    x = torch.rand(4, 1, 16, 16, generator=generator)
+    t = torch.tensor([1e-4, 1e-2, 1.0, 100.0])
+    z = torch.randn(x.shape, generator=generator)
+    total, _, _ = DualScoreLoss(model)(x, x + t.sqrt().view(-1, 1, 1, 1) * z, t, LossConfig())
+    total.mean().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+    if time_term == "gaussian":
+        assert model.time_term.correction[2].weight.grad.abs().sum() > 0
+
+
+def test_train_step_updates_and_reports(generator):
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny")
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(4, 1, 16, 16, generator=generator)
+    stats = train_step(model, x, NoiseConfig(1e-6, 1e3), LossConfig(), optimizer, generator)
+    assert set(stats) >= {"loss", "space", "time"}
+    assert stats["loss"] == pytest.approx(stats["space"] + stats["time"], rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_nonfinite_loss_skips_the_update(generator):
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny")
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(2, 1, 16, 16, generator=generator)
+    x[0, 0, 0, 0] = math.nan
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        train_step(model, x, NoiseConfig(), LossConfig(), optimizer, generator)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def test_short_run_learns_and_exports(tmp_path):
+    cfg = tiny_config(num_steps=120, batch_size=32, eval_every_steps=120, eval_num_images=32)
+    eval_images = training.load_heldout_images(cfg.data, 16, 64)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)  # the same initial weights as the run
+        initial = model_from_config(cfg.model)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.step == 120 and result.interrupted_by is None
+    trained = dc.load_model(tmp_path / "run" / "model")
+    args = (cfg.noise, cfg.loss)
+    before = random_t_loss(initial, eval_images, *args, seed=3)["loss"]
+    after = random_t_loss(trained, eval_images, *args, seed=3)["loss"]
+    # the zero score (D = y) scores ~1; a model that learned to denoise does clearly better
+    assert after < 0.8 * before and after < 0.9, (before, after)
+    meta = trained.metadata
+    assert meta["steps"] == 120 and meta["resolution"] == 16 and meta["data"]["name"] == "digits"
+    assert math.isfinite(meta["log_norm_stderr_nats"]) and trained.log_norm_nats != 0
+    records = read_log(tmp_path / "run")
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(evals) == 1 and len(evals[0]["psnr_out_db"]) == 17
+    assert {"-30", "90", "7.5"} <= set(evals[0]["psnr_out_db"])
+    assert math.isfinite(evals[0]["nll_bits_per_dim"])
+    with pytest.raises(FileExistsError):
+        train(cfg, tmp_path / "run", progress=False)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = tiny_config(num_steps=3)
+    train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="lr: saved"):
+        train(training.replace(cfg, lr=1.0), tmp_path / "run", resume=True, progress=False)
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = training.score_matching_terms
+
+    def corrupt_at_step_13(*args, **kwargs):
+        calls["n"] += 1
+        terms = real(*args, **kwargs)
+        if calls["n"] == 13:
+            return type(terms)(space=terms.space * math.nan, time=terms.time)
+        return terms
+
+    monkeypatch.setattr(training, "score_matching_terms", corrupt_at_step_13)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="at step 13 ") as info:
+        train(tiny_config(), run, progress=False)
+    assert info.value.step == 13
+    assert "step 10" in str(info.value)  # names the checkpoint it kept
+    state = load_training_state(run / training.CHECKPOINT_FILE)
+    assert state.step == 10
+    assert all(torch.isfinite(v).all() for v in state.model.values())
+    assert json.loads((run / "model" / "config.json").read_text())["metadata"]["steps"] == 10
+    assert read_log(run)[-1]["kind"] == "error"
+
+
+def _launch(run_dir: Path, resume: bool = False) -> subprocess.Popen:
+    args = [sys.executable, str(TRAIN_SCRIPT), "--config", "tiny_cpu", "--out", str(run_dir)]
+    args += ["--threads", "1", "--no-progress", "--quiet"]
+    args += [f"{k}={json.dumps(v)}" for k, v in FAST.items()]
+    if resume:
+        args.append("--resume")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(run_dir: Path, process: subprocess.Popen, predicate, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(predicate(r) for r in read_log(run_dir)):
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.communicate()[1].decode()[-2000:]}")
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", pytest.param("SIGKILL", marks=pytest.mark.slow)])
+def test_killed_run_resumes_exactly(tmp_path, how):
+    """A run killed mid-way and resumed ends with the same weights as an uninterrupted one."""
+    reference = tmp_path / "reference"
+    ref = _launch(reference)
+    run = tmp_path / "run"
+    process = _launch(run)
+    if how == "SIGTERM":
+        _wait_for(run, process, lambda r: r["kind"] == "train" and r["step"] >= 5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 128 + signal.SIGTERM
+        assert "resume" in process.stderr.read().decode()
+    else:
+        _wait_for(run, process, lambda r: r["kind"] == "checkpoint" and r["step"] >= 10)
+        process.kill()
+        process.wait(60)
+    stopped_at = load_training_state(run / training.CHECKPOINT_FILE).step
+    assert 5 <= stopped_at < FAST["num_steps"]
+    resumed = _launch(run, resume=True)
+    assert resumed.wait(120) == 0, resumed.stderr.read().decode()[-2000:]
+    assert ref.wait(120) == 0, ref.stderr.read().decode()[-2000:]
+
+    final = load_training_state(run / training.CHECKPOINT_FILE)
+    expected = load_training_state(reference / training.CHECKPOINT_FILE)
+    assert final.step == FAST["num_steps"] == expected.step
+    for name, value in expected.model.items():
+        assert torch.equal(final.model[name], value), name
+    # The log runs 1..num_steps once each, and the data stream never restarted.
+    steps = [r["step"] for r in read_log(run) if r["kind"] == "train"]
+    assert steps == list(range(1, FAST["num_steps"] + 1))
+    num_images = len(training.load_training_data(tiny_config().data, 16))
+    for record in read_log(run):
+        if record["kind"] == "train":
+            consumed = record["step"] * FAST["batch_size"]
+            assert (record["epoch"], record["data_position"]) == divmod(consumed, num_images)
+
+
+def test_checkpoint_state_round_trip(tmp_path):
+    cfg = tiny_config(num_steps=2, ema_decay=0.9)
+    train(cfg, tmp_path / "run", progress=False)
+    state = load_training_state(tmp_path / "run" / training.CHECKPOINT_FILE)
+    assert state.step == 2 and state.ema is not None and state.config == to_dict(cfg)
+    assert state.optimizer["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert len(state.noise_rng) == 1 and state.noise_rng[0].dtype == torch.uint8
+    # EMA weights differ from the raw weights after two steps, and the export uses them.
+    exported = dc.load_model(tmp_path / "run" / "model")
+    name = next(iter(state.ema))
+    assert torch.equal(exported.state_dict()[name], state.ema[name])
+    assert not torch.equal(state.ema[name], state.model[name])
+
+
+def test_subsets_are_first_and_last_images():
+    a = training.subset_indices(10, "A", 3)
+    b = training.subset_indices(10, "B", 3)
+    assert a.tolist() == [0, 1, 2] and b.tolist() == [7, 8, 9]
+    assert len(training.subset_indices(10, "all", None)) == 10
+    data = training.load_training_data(
+        tiny_config(**{"data.subset": "B", "data.subset_size": 5}).data, 16
+    )
+    full = training.load_split(tiny_config().data, 16, "train")
+    assert len(data) == 5
+    assert torch.equal(data.batch([0, 4]), full.batch([len(full) - 5, len(full) - 1]))
+
+
+def test_parse_overrides_and_find_config():
+    parsed = training.parse_overrides(["lr=2e-4", "data.name=digits", "grad_clip=null", "x=[1,2]"])
+    assert parsed == {"lr": 2e-4, "data.name": "digits", "grad_clip": None, "x": [1, 2]}
+    with pytest.raises(ValueError, match="key=value"):
+        training.parse_overrides(["lr"])
+    assert training.find_config("tiny_cpu", CONFIGS) == CONFIGS / "tiny_cpu.json"
+    with pytest.raises(FileNotFoundError, match="tiny_cpu"):
+        training.find_config("nope", CONFIGS)
+
+
+def test_generalization_images():
+    assert training.generalization_image_indices(10, 3, "A").tolist() == [0, 1, 2]
+    assert training.generalization_image_indices(10, 3, "B").tolist() == [9, 8, 7]
+    assert training.generalization_image_indices(10, 8, "B", max_images=2).tolist() == [9, 8]
+
+
+@pytest.mark.slow
+def test_generalization_driver(tmp_path):
+    out = tmp_path / "gen"
+    args = [sys.executable, str(REPO / "train" / "generalization.py"), "--config", "tiny_cpu"]
+    args += ["--out", str(out), "--sizes", "6", "--num-images", "4", "--no-progress"]
+    args += ["num_steps=2", "batch_size=4", "eval_num_images=8", "checkpoint_every_steps=2"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for which in ("A_images", "B_images"):
+        entry = summary["6"][which]
+        assert entry["num_images"] == 4
+        assert {"mean_abs_diff_db", "rms_diff_db", "pearson", "mean_diff_db"} <= set(entry)
+    scatter = np.load(out / "N6" / "scatter.npz")
+    assert (
+        scatter["indices_B"].tolist()[0]
+        == len(training.load_split(tiny_config().data, 16, "train")) - 1
+    )
+    a_meta = dc.load_model(out / "N6A" / "model").metadata["data"]
+    assert (a_meta["subset"], a_meta["subset_size"]) == ("A", 6)
+    # A second call reuses the finished runs instead of training again.
+    log_size = (out / "N6A" / "log.jsonl").stat().st_size
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "N6A" / "log.jsonl").stat().st_size == log_size

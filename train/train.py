@@ -1,0 +1,161 @@
+"""Train a dual score matching energy model: preset + overrides -> TrainConfig -> the loop."""
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+from dsm_core import distributed
+from dsm_core.training import (
+    NonFiniteLossError,
+    config_to_json,
+    find_config,
+    load_config_file,
+    parse_overrides,
+    train,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+DESCRIPTION = """\
+Train a dual score matching energy model (Guth, Kadkhodaie & Simoncelli 2025).
+
+The config is a preset name from train/configs/ (without .json) or a path to a JSON file, plus
+key=value overrides. Keys are TrainConfig fields, dotted for nested ones; values are parsed as
+JSON when they can be (numbers, true/false, null, quoted strings), else taken as strings.
+The resolved config is written to OUT/config.json before step 0; --dry-run prints it and exits.
+"""
+
+EPILOG = """\
+presets (train/configs/):
+{presets}
+
+overrides, e.g.:
+  num_steps=2000 lr=2e-4 batch_size=64 warmup_steps=0 grad_clip=null ema_decay=0.999
+  noise.t_min=1e-9 loss.time_weight=0 seed=1 device=cuda
+  model.time_term=none model.unet.base_width=16 model.head=squared_norm
+  data.name=fashion-mnist data.grayscale=false model.unet.channels=3
+  data.name=imagenet64:/data/imagenet64 data.subset=A data.subset_size=1000
+
+the run folder OUT holds:
+  config.json               the resolved TrainConfig (a resumed run must match it exactly)
+  log.jsonl                 one JSON record per line: kind "train" (running means), "eval"
+                            (held-out loss, denoising PSNR per input PSNR, time-score error,
+                            NLL bits/dim with K re-estimated at t_max), "checkpoint", "error"
+  checkpoint.safetensors    model, optimizer, EMA, step, RNG and data-stream state (atomic)
+  model/                    the exported, normalised model (load with dsm_core.load_model)
+
+interruptions:
+  SIGTERM or Ctrl-C finish the current step, save a checkpoint and exit with status 128+signal
+  (a second Ctrl-C stops at once). Continue with the same command plus --resume. A NaN/inf loss
+  stops the run (status 1) naming the step; the last good checkpoint is kept.
+
+several GPUs (one process per GPU, DistributedDataParallel, batch split across processes):
+  torchrun --standalone --nproc_per_node=4 train/train.py --config imagenet64_gray --out runs/g
+  Only rank 0 logs and saves. batch_size is the total over all processes. CPU processes use
+  the gloo backend (e.g. torchrun --nproc_per_node=2 ... device=cpu).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = "\n".join(f"  {p.stem}" for p in sorted(CONFIG_DIR.glob("*.json")))
+    parser = argparse.ArgumentParser(
+        description=DESCRIPTION,
+        epilog=EPILOG.format(presets=presets),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="preset name or path to a JSON config")
+    parser.add_argument("--out", help="run folder (required unless --dry-run)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config, exit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's, one per core); on a busy machine --threads 1 "
+        "avoids OpenMP oversubscription (measured 10x faster on 2 shared cores)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="do not print log records")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser
+
+
+def set_global_switches(cfg, threads: int | None) -> None:
+    """Process-wide torch switches (kept out of dsm_core): threads, TF32."""
+    if threads:
+        torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        # Off by default: full float32 (PyTorch enables TF32 convolutions unless told not to).
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config_file(
+            find_config(args.config, CONFIG_DIR), parse_overrides(args.overrides)
+        )
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise SystemExit(f"invalid config: {exc}") from exc
+    is_main = distributed.env_info().is_main
+    if args.dry_run:
+        if is_main:
+            print(config_to_json(cfg), end="")
+        return 0
+    if not args.out:
+        raise SystemExit("--out is required (the run folder)")
+    logging.basicConfig(
+        level=logging.INFO if is_main else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    set_global_switches(cfg, args.threads)
+
+    def show(record: dict) -> None:
+        if args.quiet:
+            return
+        brief = {k: v for k, v in record.items() if not isinstance(v, dict)}
+        text = " ".join(
+            f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in brief.items()
+        )
+        if args.no_progress:
+            print(text, flush=True)
+        else:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text)
+
+    try:
+        result = train(
+            cfg, args.out, resume=args.resume, progress=not args.no_progress, on_log=show
+        )
+    except NonFiniteLossError as exc:
+        if is_main:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        if is_main:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.destroy_process_group()
+    if result.interrupted_by is not None:
+        if is_main:
+            name = signal.Signals(result.interrupted_by).name
+            print(
+                f"stopped by {name} at step {result.step}; checkpoint saved in {args.out}; "
+                "continue with --resume",
+                file=sys.stderr,
+            )
+        return 128 + result.interrupted_by
+    if is_main:
+        print(f"done: {result.step} steps in {result.wall_time_s:.1f} s; model in {args.out}/model")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
