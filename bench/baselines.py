@@ -243,6 +243,18 @@ def tune_classical_denoisers(
     return chosen, scores
 
 
+def slope_through(x: list[float], y: list[float], origin: bool = False) -> float:
+    """Least-squares slope of y on x (through the origin if asked), ignoring NaN entries."""
+    x_arr, y_arr = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = ~np.isnan(y_arr)
+    x_arr, y_arr = x_arr[keep], y_arr[keep]
+    if len(x_arr) < (1 if origin else 2):
+        return float("nan")
+    if origin:
+        return float((x_arr * y_arr).sum() / (x_arr * x_arr).sum())
+    return float(np.polyfit(x_arr, y_arr, 1)[0])
+
+
 def qualitative_checks(
     args: argparse.Namespace,
     model: dc.BaseEnergy,
@@ -273,15 +285,19 @@ def qualitative_checks(
                 batch_size=args.batch_size,
             )  # (B, O), NaN where a x + b leaves [0, 1]
         valid = ~torch.isnan(change)
+        mean_change = [
+            change[:, j][valid[:, j]].mean().item() if valid[:, j].any() else float("nan")
+            for j in range(len(offsets))
+        ]
         out["brightness"][key] = {
             "contrast": contrast,
             "reference_offset": reference,
             "offsets": offsets,
             "num_valid_per_offset": valid.sum(dim=0).tolist(),
-            "mean_change_db_per_offset": [
-                change[:, j][valid[:, j]].mean().item() if valid[:, j].any() else float("nan")
-                for j in range(len(offsets))
-            ],
+            "mean_change_db_per_offset": mean_change,
+            "slope_db_per_unit_b": slope_through(
+                [b - reference for b in offsets], mean_change, origin=True
+            ),
             "mean_abs_change_db": (
                 change[valid].abs().mean().item() if valid.any() else float("nan")
             ),
@@ -297,12 +313,14 @@ def qualitative_checks(
         "mean_rise_db": rise.mean().item(),
         "fraction_rising": (rise > 0).double().mean().item(),
         "fraction_monotone": (values.diff(dim=1) > 0).all(dim=1).double().mean().item(),
+        "slope_db_per_unit_a": slope_through(contrasts, values.mean(dim=0).tolist()),
     }
     brightness = out["brightness"]["grid"]["mean_abs_change_db"]
     out["summary"] = {
         "smooth_beats_textured": out["smoothness"][OURS]["passes"],
-        # "barely moves": smaller than both the spread over images and the contrast effect
         "brightness_small": bool(brightness < 0.1 * ours_std and brightness < abs(rise.mean())),
+        "brightness_criterion": "mean |change| on the a = 0.8 grid < 0.1 * std of test log p "
+        "and < the mean rise from contrast 1 to 0.5",
         "logp_rises_as_contrast_drops": out["contrast"]["mean_rise_db"] > 0,
     }
     return out
@@ -450,7 +468,8 @@ def format_qualitative(results: dict) -> str:
         f"b in {b['grid']['offsets']}; x + b (a = 1) where it stays in [0, 1]: "
         f"{b['shift']['mean_abs_change_db']:.3g} dB/dim over b in {b['shift']['offsets']} "
         f"(valid images per b {b['shift']['num_valid_per_offset']}); std of test log p "
-        f"{b['test_logp_db_std']:.3g} dB/dim -> "
+        f"{b['test_logp_db_std']:.3g} dB/dim; slope {b['grid']['slope_db_per_unit_b']:+.3g} "
+        f"dB/dim per unit b vs {c['slope_db_per_unit_a']:+.3g} per unit contrast a -> "
         f"{'pass' if q['summary']['brightness_small'] else 'FAIL'}",
         f"contrast (ours): mean log p at a = {c['contrasts']}: "
         + ", ".join(f"{v:.3f}" for v in c["mean_logp_db"])
