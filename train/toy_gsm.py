@@ -6,8 +6,12 @@ normalises each at t_max, compares their log p with the exact one, and writes
 ``metrics.json`` and the Figure 1 plots (radial log p, radial score) to ``--out``.
 
 Example:
-    python train/toy_gsm.py --out runs/toy            # the paper's 20,000 steps (~15 min on CPU)
-    python train/toy_gsm.py --out runs/toy --steps 2000 --lr 1e-3 --halve-every 400   # ~1.5 min
+    python train/toy_gsm.py --out runs/toy     # 20,000 steps per model (~20 min on one core)
+    python train/toy_gsm.py --out runs/toy --lr 1e-4   # the release's learning rate
+
+Short runs (a few thousand steps) may end in a local minimum with the modes' energy gap ~40 %
+off; the bars (dual max error <= 0.15 dB/dim, entropy error <= 0.1, gap error <= 2 %) are for
+the full run.
 """
 
 import argparse
