@@ -373,3 +373,33 @@ def test_generalization_driver(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "N6A" / "log.jsonl").stat().st_size == log_size
+
+
+def test_release_preset_trains_on_cpu_through_the_gpu_code_path(tmp_path):
+    """The imagenet64_color preset (8.6M params), on ImageNet64 npz files the test writes."""
+    folder = tmp_path / "imagenet64"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("train_data_batch_1.npz", 6), ("val_data.npz", 4)):
+        data = rng.integers(0, 256, size=(n, 3 * 64 * 64), dtype=np.uint8)
+        np.savez(folder / name, data=data, labels=np.arange(1, n + 1))
+    overrides = {
+        "data.name": f"imagenet64:{folder}",
+        "num_steps": 2,
+        "batch_size": 2,
+        "log_every_steps": 1,
+        "eval_every_steps": 1000,
+        "eval_num_images": 2,
+        "eval_batch_size": 2,
+        "checkpoint_every_steps": 1000,
+        "device": "cpu",
+    }
+    cfg = load_config_file(CONFIGS / "imagenet64_color.json", overrides)
+    assert cfg.model == dc.presets.preset_config("imagenet64", 3)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.step == 2
+    records = [r for r in read_log(tmp_path / "run") if r["kind"] == "train"]
+    assert [r["step"] for r in records] == [1, 2] and all(math.isfinite(r["loss"]) for r in records)
+    model = dc.load_model(tmp_path / "run" / "model")
+    assert sum(p.numel() for p in model.parameters()) == 8_649_856
+    assert model.image_shape == (3, 64, 64) and math.isfinite(model.log_norm_nats)
