@@ -82,17 +82,23 @@ def save_model(
     return folder
 
 
+def read_json_object(path: Path, error: type[Exception]) -> dict:
+    """A JSON file holding one object; raises ``error``, naming the file, otherwise."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise error(f"{path}: expected a JSON object")
+    return document
+
+
 def read_config(folder: str | Path) -> tuple[EnergyConfig, float, dict]:
     """(architecture, K in nats, metadata) from a model folder's ``config.json``."""
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path}: missing (a model folder needs {CONFIG_FILE})")
-    try:
-        document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object")
+    document = read_json_object(path, ModelLoadError)
     unknown = sorted(set(document) - _CONFIG_KEYS)
     if unknown:
         raise ModelLoadError(f"{path}: unknown field(s) {unknown}")

@@ -30,7 +30,7 @@ from dsm_core import units
 from dsm_core.analysis.denoising import denoising_psnr
 from dsm_core.analysis.gumbel import fit_gumbel
 from dsm_core.analysis.logp import logp_db as model_logp_db
-from dsm_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, write_atomic
+from dsm_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json_object, write_atomic
 from dsm_core.energy import BaseEnergy
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,7 @@ def read_metrics(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         return None
-    try:
-        document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CompanionFileError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise CompanionFileError(f"{path}: expected a JSON object")
-    return document
+    return read_json_object(path, CompanionFileError)
 
 
 def read_card(folder: str | Path) -> str | None:
