@@ -16,7 +16,7 @@ import torch
 
 from dsm_core import units
 from dsm_core.analysis.gumbel import GumbelFit, fit_gumbel
-from dsm_core.analysis.logp import energy_nats
+from dsm_core.analysis.logp import dequantized_nll_bits_per_dim, energy_nats
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel
 from dsm_core.losses import score_matching_terms
@@ -263,6 +263,9 @@ class ModelEvaluation:
         gumbel: Gumbel fit of logp_db (``dsm_core.analysis.fit_gumbel``), or None for < 2 images.
         levels: denoising PSNR and time-score error per input PSNR, or None when skipped.
         log_norm_nats: the model's K.
+        nll_bits_per_dim_dequantized: mean uniform-dequantization bound on the 8-bit NLL
+            (``dequantized_nll_bits_per_dim``, one draw per image), or None when the images are
+            not on the 8-bit grid k / 255.
     """
 
     logp_db: np.ndarray
@@ -272,6 +275,7 @@ class ModelEvaluation:
     gumbel: GumbelFit | None
     levels: NoiseLevelMetrics | None
     log_norm_nats: float
+    nll_bits_per_dim_dequantized: float | None = None
     extra: dict = field(default_factory=dict)
 
     def metrics(self) -> dict:
@@ -290,6 +294,8 @@ class ModelEvaluation:
             "logp_db_max": float(logp.max()),
             "log_norm_nats": self.log_norm_nats,
         }
+        if self.nll_bits_per_dim_dequantized is not None:
+            out["nll_bits_per_dim_dequantized"] = self.nll_bits_per_dim_dequantized
         if self.gumbel is not None:
             out["gumbel_ks_statistic"] = self.gumbel.ks_statistic
             out["frechet_shape"] = self.gumbel.frechet_shape
@@ -357,10 +363,20 @@ def evaluate_model(
     if not isinstance(model, BaseEnergy):
         nan = np.full(n, np.nan)
         return ModelEvaluation(nan, indices, math.nan, math.nan, None, levels, math.nan)
-    energies = []
+    energies, bounds = [], []
+    generator = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch_size):
         x = _read(images, indices[start : start + batch_size])
         energies.append(energy_nats(model, x, 0.0, batch_size=batch_size).double())
+        pixels = (x * 255).round()  # (B, C, H, W)
+        if bounds is not None and (pixels / 255 - x).abs().max() <= 1e-6:
+            bounds.append(
+                dequantized_nll_bits_per_dim(
+                    model, pixels.long(), num_draws=1, generator=generator, batch_size=batch_size
+                )
+            )
+        else:
+            bounds = None
         if progress is not None:
             progress(min(start + batch_size, n), n)
     energy = torch.cat(energies)  # (N,)
@@ -375,4 +391,5 @@ def evaluate_model(
         gumbel=gumbel,
         levels=levels,
         log_norm_nats=model.log_norm_nats,
+        nll_bits_per_dim_dequantized=None if bounds is None else torch.cat(bounds).mean().item(),
     )

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dsm_core import distributed
-from dsm_core.checkpoint import save_model, write_atomic
+from dsm_core.checkpoint import load_model, save_model, write_atomic
 from dsm_core.config import (
     EnergyConfig,
     LossConfig,
@@ -35,7 +35,7 @@ from dsm_core.config import (
     from_dict,
     to_dict,
 )
-from dsm_core.data import ImageDataset, iterate_batches, load_dataset
+from dsm_core.data import ImageDataset, dequantize, iterate_batches, load_dataset
 from dsm_core.energy import BaseEnergy, DenoisingModel, model_from_config
 from dsm_core.evaluation import evaluate_during_training
 from dsm_core.losses import score_matching_terms
@@ -69,6 +69,10 @@ class DataConfig:
     # stored order, "B" = the last subset_size; "all" = every image.
     subset: Subset = "all"
     subset_size: int | None = None
+    # Train on (k + u) / 256, u ~ U[0, 1) fresh every step, instead of the 8-bit values k / 255:
+    # a density of 8-bit data with exact repeats (Fashion-MNIST's zero background) can
+    # otherwise spike on the grid; off as released.
+    dequantize: bool = False
     num_crops: int = 20_000  # "natural" only: number of random crops
     crop_seed: int = 0  # "natural" only: seed of the crops (a property of the dataset)
 
@@ -99,6 +103,10 @@ class TrainConfig:
     eval_batch_size: int = 32
     checkpoint_every_steps: int = 1000
     seed: int = 0  # model initialisation, data order and noise
+    # A model folder (or Hub id) whose weights start the run instead of a random initialisation,
+    # e.g. to continue a shipped model whose run folder is gone (fresh optimizer state; the
+    # architecture must equal ``model``). Ignored when resuming from a checkpoint.
+    init_from: str | None = None
     device: str = "auto"  # "auto": CUDA when available, else CPU; "cpu", "cuda", "cuda:1", ...
     # CUDA only, off by default (full float32). tf32: TF32 matmuls and convolutions (the switch
     # is applied by train/train.py); bf16: autocast the network to bfloat16 (experimental with
@@ -688,6 +696,23 @@ def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[st
     return diffs
 
 
+def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) -> None:
+    """Copy the weights of the model folder (or Hub id) ``source`` into ``model`` (strict).
+
+    Raises:
+        ValueError: the source's architecture differs from ``config`` (names the fields).
+        ModelLoadError: the source cannot be loaded.
+    """
+    initial = load_model(source)
+    diffs = _config_differences(to_dict(initial.config), to_dict(config))
+    if diffs:
+        raise ValueError(
+            f"init_from={source!r} has another architecture than the run: " + "; ".join(diffs)
+        )
+    model.load_state_dict(initial.state_dict(), strict=True)
+    log.info("initial weights from %s", source)
+
+
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     """Create the run folder with ``config.json``, or check it against ``cfg`` when resuming.
 
@@ -802,6 +827,8 @@ def train(
     noise_gen = torch.Generator(device=device).manual_seed(_noise_seed(cfg.seed, info.rank))
     step, wall_before = 0, 0.0
 
+    if cfg.init_from is not None and not (resume and checkpoint_path.is_file()):
+        load_initial_weights(model, cfg.init_from, cfg.model)
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path)
         model.load_state_dict(state.model, strict=True)
@@ -916,6 +943,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = next(batches)  # (B / W, C, H, W)
+            if cfg.data.dequantize:
+                x = dequantize((x * 255).round(), noise_gen)
             try:
                 stats = train_step(
                     loss_module,

@@ -116,3 +116,17 @@ def test_evaluate_script_writes_the_api_files(tmp_path, tiny_model):
     report = (out / "report.md").read_text()
     for png in ("logp_histogram.png", "extremes.png", "psnr.png"):
         assert (out / png).stat().st_size > 0 and png in report
+
+
+def test_evaluate_model_bounds_the_8bit_nll_by_dequantization(gaussian_oracle, generator):
+    pixels = torch.randint(0, 256, (6, *gaussian_oracle.image_shape), generator=generator)
+    result = evaluate_model(gaussian_oracle, pixels / 255, psnr_grid_db=None, seed=3)
+    expected = dc.analysis.dequantized_nll_bits_per_dim(
+        gaussian_oracle, pixels, num_draws=1, generator=torch.Generator().manual_seed(3)
+    )
+    assert result.metrics()["nll_bits_per_dim_dequantized"] == pytest.approx(
+        expected.mean().item(), rel=1e-6
+    )
+    off_grid = evaluate_model(gaussian_oracle, pixels / 255 + 1e-3, psnr_grid_db=None)
+    assert off_grid.nll_bits_per_dim_dequantized is None
+    assert "nll_bits_per_dim_dequantized" not in off_grid.metrics()

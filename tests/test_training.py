@@ -216,6 +216,28 @@ def test_short_run_learns_and_exports(tmp_path):
         train(cfg, tmp_path / "run", progress=False)
 
 
+def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
+    source = train(tiny_config(num_steps=3), tmp_path / "first", progress=False)
+    assert source.step == 3
+    folder = tmp_path / "first" / "model"
+    cfg = tiny_config(num_steps=0, init_from=str(folder))
+    train(cfg, tmp_path / "second", progress=False)
+    first, second = dc.load_model(folder), dc.load_model(tmp_path / "second" / "model")
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], value, rtol=0, atol=0)
+    fresh = train(tiny_config(num_steps=0), tmp_path / "fresh", progress=False)
+    assert fresh.step == 0
+    unet = dc.load_model(tmp_path / "fresh" / "model").state_dict()
+    assert any(not torch.equal(unet[k], v) for k, v in first.state_dict().items())
+    dequantized = tiny_config(num_steps=2, init_from=str(folder), **{"data.dequantize": True})
+    assert train(dequantized, tmp_path / "dequantized", progress=False).step == 2
+    saved = json.loads((tmp_path / "dequantized" / "config.json").read_text())
+    assert saved["data"]["dequantize"] is True and saved["init_from"] == str(folder)
+    wider = tiny_config(num_steps=0, init_from=str(folder), **{"model.unet.base_width": 4})
+    with pytest.raises(ValueError, match="another architecture.*base_width"):
+        train(wider, tmp_path / "third", progress=False)
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(num_steps=3)
     train(cfg, tmp_path / "run", progress=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from dsm_core import distributed
+from dsm_core.checkpoint import ModelLoadError
 from dsm_core.training import (
     NonFiniteLossError,
     config_to_json,
@@ -27,6 +28,8 @@ The config is a preset name from train/configs/ (without .json) or a path to a J
 key=value overrides. Keys are TrainConfig fields, dotted for nested ones; values are parsed as
 JSON when they can be (numbers, true/false, null, quoted strings), else taken as strings.
 The resolved config is written to OUT/config.json before step 0; --dry-run prints it and exits.
+init_from=FOLDER starts from a packaged model's weights (same architecture) with a fresh
+optimizer, e.g. to continue checkpoints/default when its run folder is gone.
 """
 
 EPILOG = """\
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError, ModelLoadError) as exc:
         if is_main:
             print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from dsm_core.analysis.generalization import (
 from dsm_core.analysis.gumbel import GumbelFit, fit_gumbel, frechet_parameters
 from dsm_core.analysis.interpolation import Interpolation, interpolation_logp_db
 from dsm_core.analysis.logp import (
+    dequantized_nll_bits_per_dim,
     energy_nats,
     logp_db,
     logp_db_curve,
@@ -58,6 +59,7 @@ __all__ = [
     "default_psnr_grid",
     "default_step_size",
     "denoise",
+    "dequantized_nll_bits_per_dim",
     "denoising_psnr",
     "dimensionality_curves",
     "effective_dimensionality",

@@ -1,9 +1,9 @@
 """The app in a real browser: `streamlit run` + Debian chromium driven by Playwright (sync API).
 
 Upload a PNG and read its log p, move the contrast slider, run a short gradient ascent, switch
-pages. Screenshots go to $DSM_E2E_SCREENSHOTS (kept) or to pytest's tmp_path; timings to
-timings.json beside them. DSM_E2E_MODEL runs the same checks on another model folder (e.g.
-checkpoints/default) instead of a tiny random one.
+pages; eight sessions at once on different images. Screenshots go to $DSM_E2E_SCREENSHOTS
+(kept) or to pytest's tmp_path; timings to timings.json beside them. DSM_E2E_MODEL runs the same
+checks on another model folder (e.g. checkpoints/default) instead of a tiny random one.
 """
 
 import json
@@ -124,14 +124,23 @@ def server(model_dir: Path, shots: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server: str):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 2000})
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+def _new_page(browser):
+    """A page in a context of its own: its own cookies, websocket and Streamlit session."""
+    return browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server: str):
+    return _new_page(browser)
 
 
 def _wait_idle(page, timeout: float = 60_000) -> None:
@@ -252,3 +261,53 @@ def test_upload_slider_ascent_and_pages(page, server: str, model_dir: Path, shot
     assert not page.locator('[data-testid="stException"]').count()
     page.screenshot(path=str(shots / "06_back_to_testset.png"))
     (shots / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+
+
+NUM_SESSIONS = 8
+
+
+def _wait_for_metric(page, label: str, value: str) -> None:
+    page.wait_for_function(
+        """([label, value]) => [...document.querySelectorAll('[data-testid="stMetric"]')].some(
+            m => m.innerText.includes(label) && m.innerText.includes(value))""",
+        arg=[label, value],
+        timeout=60_000,
+    )
+
+
+def test_eight_sessions_at_once_get_their_own_numbers(browser, server: str, model_dir: Path):
+    """Eight browser sessions ask for eight different images without waiting for each other.
+
+    The server runs their scripts at the same time (one thread per session); each page must
+    show the log p of its own image, on the Probe page and, from its session state, on the
+    Brightness & contrast page.
+    """
+    import dsm_core as dc
+    from dsm_core.images import pixels_to_tensor
+
+    model = dc.load_model(model_dir)
+    with np.load(model_dir / "test_images.npz") as archive:
+        images = archive["images"][:NUM_SESSIONS]
+    expected = [f"{v:+.2f}" for v in dc.logp_db(model, pixels_to_tensor(images)).tolist()]
+    assert len(set(expected)) == NUM_SESSIONS, expected  # the sessions are told apart
+
+    pages = [_new_page(browser) for _ in range(NUM_SESSIONS)]
+    for page in pages:
+        page.goto(server)
+    for page in pages:
+        page.get_by_role("heading", name="Explore the test set").wait_for(timeout=60_000)
+        _go(page, "Probe an image")
+    for position, page in enumerate(pages):  # fire all eight, then wait
+        box = page.get_by_label("test image", exact=False)
+        box.fill(str(position))
+        box.press("Enter")
+    for page, value in zip(pages, expected, strict=True):
+        _wait_for_metric(page, "log p [dB/dim]", value)
+    for page in pages:
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Brightness & contrast").click()
+    for page, value in zip(pages, expected, strict=True):
+        _wait_for_metric(page, "log p(a·x + b) [dB/dim]", value)
+        _wait_idle(page)
+        assert _metric(page, "log p(a·x + b) [dB/dim]") == value
+        assert not page.locator('[data-testid="stException"]').count()
+        page.context.close()
