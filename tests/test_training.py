@@ -383,6 +383,7 @@ def test_generalization_driver(tmp_path):
         entry = summary["6"][which]
         assert entry["num_images"] == 4
         assert {"mean_abs_diff_db", "rms_diff_db", "pearson", "mean_diff_db"} <= set(entry)
+    assert (out / "curve.png").stat().st_size > 0 and (out / "N6" / "scatter.png").is_file()
     scatter = np.load(out / "N6" / "scatter.npz")
     assert (
         scatter["indices_B"].tolist()[0]

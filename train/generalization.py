@@ -4,8 +4,9 @@ For each N in --sizes, trains model A on the first N training images and model B
 (``data.subset`` = "A" / "B", ``data.subset_size`` = N), each normalised with its own K, then
 computes log p (dB/dim) of both models on "A images" (the first min(N, --num-images) training
 images, in order) and "B images" (the last ones, in reverse order: index 0 is the very last image).
-Writes per N: ``N{N}/scatter.npz`` and a PNG scatter; and ``summary.json`` with the mean
-difference, mean |difference|, RMS difference and correlation of log p_A vs log p_B.
+Writes per N: ``N{N}/scatter.npz`` and a PNG scatter; ``summary.json`` with the mean
+difference, mean |difference|, RMS difference and correlation of log p_A vs log p_B; and
+``curve.png``, the mean |difference| against N.
 
 Runs already finished are reused; unfinished ones are resumed. Example (CPU, minutes):
     python train/generalization.py --config tiny_cpu --out runs/gen --sizes 10 100 num_steps=500
@@ -97,6 +98,24 @@ def scatter_plot(size: int, on_a: tuple, on_b: tuple, path: Path) -> None:
     plt.close(fig)
 
 
+def curve_plot(summary: dict, path: Path) -> None:
+    """Mean |log p_A - log p_B| (dB/dim) against N, on A's and B's images: the memorization to
+    generalization transition of Fig. 2 in one picture."""
+    sizes = sorted(int(n) for n in summary)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for which, color in (("A", "tab:green"), ("B", "tab:red")):
+        values = [summary[str(n)][f"{which}_images"]["mean_abs_diff_db"] for n in sizes]
+        ax.plot(sizes, values, "o-", c=color, label=f"{which} images")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training images per model, N")
+    ax.set_ylabel("mean |log p_A - log p_B| [dB/dim]")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={size}: " + json.dumps(entry))
     if distributed.get_info().is_main:
         (base / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        curve_plot(summary, base / "curve.png")
     distributed.destroy_process_group()
     return 0
 
