@@ -7,7 +7,8 @@ A packaged model folder (API.md, "Files") holds, beside ``model.safetensors`` + 
 - ``test_images.npz``: ``images`` uint8 (M, C, H, W), a sample of those images spread over the
   range of log p (extremes included), with their ``indices`` (M,) and ``logp_db`` (M,);
 - ``metrics.json``: ``nll_bits_per_dim``, ``entropy_db``, ``gumbel_loc_db``,
-  ``gumbel_scale_db``, ``num_images``, ``psnr_db`` (as ``train/evaluate.py`` writes it);
+  ``gumbel_scale_db``, ``num_images``, ``psnr_db`` (as ``train/evaluate.py`` writes it), and
+  ``nll_bits_per_dim_dequantized`` (the dequantization bound on the 8-bit NLL);
 - ``README.md``: the model card.
 
 ``package_model`` writes them (never overwriting an existing card or metrics file unless told
@@ -29,6 +30,7 @@ import torch
 from dsm_core import units
 from dsm_core.analysis.denoising import denoising_psnr
 from dsm_core.analysis.gumbel import fit_gumbel
+from dsm_core.analysis.logp import dequantized_nll_bits_per_dim
 from dsm_core.analysis.logp import logp_db as model_logp_db
 from dsm_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json_object, write_atomic
 from dsm_core.energy import BaseEnergy
@@ -275,6 +277,7 @@ def model_card(
     ]
     for key, label, unit in (
         ("nll_bits_per_dim", "test NLL (discrete, +8)", "bits/dim"),
+        ("nll_bits_per_dim_dequantized", "test NLL bound (dequantized)", "bits/dim"),
         ("entropy_db", "entropy estimate -E[log p]", "dB/dim"),
         ("gumbel_loc_db", "Gumbel location", "dB/dim"),
         ("gumbel_scale_db", "Gumbel scale", "dB/dim"),
@@ -395,6 +398,17 @@ def package_model(
         logp_db=logp[keep],
     )
     metrics = summary_metrics(logp, model.d)
+    metrics["nll_bits_per_dim_dequantized"] = (
+        dequantized_nll_bits_per_dim(
+            model,
+            torch.from_numpy(images),
+            num_draws=1,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=batch_size,
+        )
+        .mean()
+        .item()
+    )
     metrics["log_norm_nats"] = model.log_norm_nats
     metrics["psnr_db"] = {}
     if psnr_num_images > 0:

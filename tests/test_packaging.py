@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dsm_core as dc
 from dsm_core.packaging import (
@@ -55,6 +56,14 @@ def test_package_writes_consistent_files(tmp_path, tiny_model, images) -> None:
     assert metrics["num_images"] == 12
     assert metrics["entropy_db"] == pytest.approx(-expected.mean())
     assert metrics["gumbel_loc_db"] == pytest.approx(dc.fit_gumbel(expected).loc)
+    bound = dc.analysis.dequantized_nll_bits_per_dim(
+        tiny_model,
+        torch.from_numpy(images),
+        num_draws=1,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert metrics["nll_bits_per_dim_dequantized"] == pytest.approx(bound.mean().item())
+    assert "test NLL bound (dequantized)" in (out / "README.md").read_text()
     assert result.wrote_metrics and result.wrote_card
     assert dc.load_model(out).log_norm_nats == tiny_model.log_norm_nats
 
