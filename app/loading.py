@@ -34,7 +34,8 @@ from dsm_core.packaging import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO_ROOT / "checkpoints" / "default"
+CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
+DEFAULT_MODEL_DIR = CHECKPOINTS_DIR / "default"
 MODEL_ENV, REVISION_ENV = "DSM_MODEL", "DSM_MODEL_REVISION"
 
 
@@ -52,6 +53,12 @@ class ModelChoice:
     @property
     def is_default(self) -> bool:
         return Path(self.source).expanduser().resolve() == DEFAULT_MODEL_DIR.resolve()
+
+
+def bundled_models() -> list[Path]:
+    """The model folders shipped in checkpoints/ (those with a config.json), default first."""
+    folders = sorted(p.parent for p in CHECKPOINTS_DIR.glob("*/config.json"))
+    return sorted(folders, key=lambda p: p.name != DEFAULT_MODEL_DIR.name)
 
 
 def initial_choice() -> ModelChoice:

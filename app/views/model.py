@@ -6,7 +6,7 @@ from app import components, loading
 from dsm_core import ModelLoadError
 from dsm_core.checkpoint import COMPANION_FILES
 
-KINDS = ["Bundled default", "Local folder", "Hugging Face Hub"]
+KINDS = ["Bundled", "Local folder", "Hugging Face Hub"]
 
 st.title("Model")
 
@@ -30,9 +30,16 @@ def _load(new: loading.ModelChoice) -> None:
 with st.container(border=True):
     st.subheader("Choose a model")
     kind = st.radio("source", KINDS, key="model_kind", horizontal=True)
-    if kind == "Bundled default":
-        new = loading.ModelChoice(str(loading.DEFAULT_MODEL_DIR))
-        st.caption(f"`{loading.DEFAULT_MODEL_DIR}`")
+    if kind == "Bundled":
+        bundled = loading.bundled_models()
+        folder = st.selectbox(
+            "model shipped with DSM Explorer",
+            bundled,
+            key="model_bundled",
+            format_func=lambda p: p.name + (" (the default)" if p.name == "default" else ""),
+        )
+        new = loading.ModelChoice(str(folder)) if folder is not None else None
+        st.caption(f"`{folder}`")
     elif kind == "Local folder":
         folder = st.text_input(
             "folder with model.safetensors + config.json", key="model_folder", value=""

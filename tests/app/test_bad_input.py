@@ -186,3 +186,19 @@ def test_folder_without_companion_files(monkeypatch, tmp_path, tiny_model_dir, t
         tiny_loaded, dc.images.pixels_to_tensor(np.load(folder / "test_images.npz")["images"])
     ).numpy()
     assert metric(app, "entropy [dB/dim]") == f"{-expected.mean():.2f}"
+
+
+def test_bundled_models_can_be_chosen(app: AppTest):
+    from app.loading import CHECKPOINTS_DIR, bundled_models
+
+    folders = bundled_models()
+    assert folders[0].name == "default" and CHECKPOINTS_DIR / "fashion-mnist" in folders
+    app.switch_page("views/model.py").run()
+    app.selectbox(key="model_bundled").set_value(CHECKPOINTS_DIR / "fashion-mnist").run()
+    app.button(key="model_load").click().run()
+    assert_ok(app)
+    assert "1 × 28 × 28" in " ".join(m.value for m in app.markdown)
+    app.switch_page("views/probe.py").run()
+    fashion = CHECKPOINTS_DIR / "fashion-mnist"
+    x = dc.images.pixels_to_tensor(np.load(fashion / "test_images.npz")["images"][:1])
+    assert metric(app, LOGP) == f"{float(dc.logp_db(dc.load_model(fashion), x)[0]):+.2f}"
