@@ -49,7 +49,7 @@ import torch
 from _common import add_threads_arg, fmt_ratio, load_note, median, set_threads, time_alternating
 
 import dsm_core
-from dsm_core.analysis.logp import DEFAULT_BATCH_SIZE
+from dsm_core.analysis._common import batch_size_for
 from dsm_core.config import apply_overrides
 from dsm_core.energy import model_from_config
 
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cl_rows = []
     if not args.no_channels_last:
-        cl_rows = channels_last_rows(default_model, DEFAULT_BATCH_SIZE, args)
+        cl_rows = channels_last_rows(default_model, batch_size_for(default_model.d, None), args)
     memory_start = time.perf_counter()
     memory = {} if args.no_memory else measure_memory(args, argv)
     memory_s = time.perf_counter() - memory_start
@@ -350,9 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     near = [b for b in rows if worst_of[b] <= 1.10]
     recommended = min(near) if near else min(rows, key=worst_of.get)
+    library_batch = batch_size_for(default_model.d, None)
     print(
-        f"library default batch_size {DEFAULT_BATCH_SIZE} (dsm_core.analysis.logp): "
-        f"{100 * (worst_of.get(DEFAULT_BATCH_SIZE, float('nan')) - 1):+.0f}% vs the best batch "
+        f"library default batch_size {library_batch} at {default_size}x{default_size} "
+        f"(dsm_core.analysis, VALUES_PER_BATCH / d): "
+        f"{100 * (worst_of.get(library_batch, float('nan')) - 1):+.0f}% vs the best batch "
         f"(worse of the two paths); smallest batch within 10% of the best on both paths: "
         f"{recommended}"
     )
@@ -378,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             f"memory format, default model {default_size}x{default_size}, batch "
-            f"{DEFAULT_BATCH_SIZE} (same weights and images)"
+            f"{batch_size_for(default_model.d, None)} (same weights and images)"
         )
         cl_header = (
             f"{'path':<8} {'contiguous ms':>13} {'channels-last ms':>16} {'speedup':>8} "
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"before the run: {load_before}")
     print(f"after the run:  {load_note(warn=False)}")
     print(f"wall time {time.perf_counter() - start_wall:.0f} s")
-    key = per_image.get(("default", default_size, DEFAULT_BATCH_SIZE))
+    key = per_image.get(("default", default_size, batch_size_for(default_model.d, None)))
     if key is None:
         key = per_image[("default", default_size, max(args.batch_sizes))]
     ratio = key["scores"] / key["energy"]

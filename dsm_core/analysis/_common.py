@@ -53,6 +53,18 @@ def randn(
     return torch.randn(shape, generator=generator, dtype=dtype)
 
 
+# Images per forward pass when the caller gives none: a budget in values (C*H*W per image).
+# bench/inference_throughput.py on 2 CPU cores: 64 images of 32x32 was the fastest batch for the
+# default model (energy and scores); at 64x64, 16 images beat 64 by 16 % on the scores path and
+# took a quarter of the memory (132 vs 527 MiB per call).
+VALUES_PER_BATCH = 65_536
+
+
+def batch_size_for(d: int, batch_size: int | None) -> int:
+    """``batch_size`` if given, else ``VALUES_PER_BATCH // d`` images of dimension d (>= 1)."""
+    return batch_size if batch_size is not None else max(1, VALUES_PER_BATCH // d)
+
+
 def chunks(n: int, batch_size: int) -> Iterator[slice]:
     """Consecutive slices of ``range(n)`` of at most ``batch_size`` items."""
     if batch_size < 1:

@@ -2,8 +2,7 @@
 
 import torch
 
-from dsm_core.analysis._common import Progress, check_images, chunks, model_device
-from dsm_core.analysis.logp import DEFAULT_BATCH_SIZE
+from dsm_core.analysis._common import Progress, batch_size_for, check_images, chunks, model_device
 from dsm_core.energy import BaseEnergy
 from dsm_core.units import energy_nats_to_logp_db
 
@@ -16,7 +15,7 @@ def affine_logp_db(
     *,
     t: float = 0.0,
     clip: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
@@ -32,7 +31,8 @@ def affine_logp_db(
         b: offsets (Bg,).
         t: noise variance at which the energy is evaluated (0: the clean density).
         clip: clip ``a x + b`` to [0, 1] before evaluating (the paper does not).
-        batch_size: transformed images per forward pass.
+        batch_size: transformed images per forward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, total)`` after each image and contrast value (B * A calls).
 
@@ -53,7 +53,7 @@ def affine_logp_db(
         for i in range(x.shape[0]):
             image = x[i : i + 1].to(device)
             values = torch.empty(pair_a.numel(), dtype=torch.float64)
-            for rows in chunks(pair_a.numel(), batch_size):
+            for rows in chunks(pair_a.numel(), batch_size_for(model.d, batch_size)):
                 sa = pair_a[rows].to(device).view(-1, *([1] * (x.ndim - 1)))
                 sb = pair_b[rows].to(device).view(-1, *([1] * (x.ndim - 1)))
                 y = sa * image + sb  # (n, C, H, W)

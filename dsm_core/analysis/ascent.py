@@ -7,8 +7,14 @@ from typing import Literal
 import torch
 
 from dsm_core import units
-from dsm_core.analysis._common import Progress, check_images, chunks, model_device, require_energy
-from dsm_core.analysis.logp import DEFAULT_BATCH_SIZE
+from dsm_core.analysis._common import (
+    Progress,
+    batch_size_for,
+    check_images,
+    chunks,
+    model_device,
+    require_energy,
+)
 from dsm_core.energy import BaseEnergy
 
 Direction = Literal["ascent", "descent"]
@@ -58,7 +64,7 @@ def iter_logp_ascent(
     direction: Direction = "ascent",
     t: float = 0.0,
     clip: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> Iterator[AscentStep]:
     """Projected gradient ascent (or descent) on log p, one ``AscentStep`` per iterate (Fig. 13).
@@ -78,7 +84,8 @@ def iter_logp_ascent(
         direction: "ascent" (raise log p) or "descent" (lower it).
         t: noise variance at which log p is taken (0: the clean density).
         clip: clip to [0, 1] after every step (as the paper).
-        batch_size: images per forward/backward pass.
+        batch_size: images per forward/backward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
 
     Yields:
@@ -98,7 +105,7 @@ def iter_logp_ascent(
     for step in range(num_steps + 1):
         energy = torch.empty(image.shape[0], dtype=torch.float64)
         grad_logp = torch.empty_like(image)
-        for rows in chunks(image.shape[0], batch_size):
+        for rows in chunks(image.shape[0], batch_size_for(model.d, batch_size)):
             e, grad_y, _ = model.energy_and_scores(image[rows], t)
             energy[rows] = e.double().cpu()
             grad_logp[rows] = -scale * grad_y  # gradient of log p in the chosen unit
@@ -119,7 +126,7 @@ def ascend_logp(
     direction: Direction = "ascent",
     t: float = 0.0,
     clip: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> AscentResult:

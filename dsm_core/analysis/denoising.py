@@ -6,10 +6,15 @@ from dataclasses import dataclass
 import torch
 
 from dsm_core import units
-from dsm_core.analysis._common import Progress, check_images, chunks, model_device, randn
+from dsm_core.analysis._common import (
+    Progress,
+    batch_size_for,
+    check_images,
+    chunks,
+    model_device,
+    randn,
+)
 from dsm_core.energy import DenoisingModel
-
-DEFAULT_BATCH_SIZE = 64
 
 
 def default_psnr_grid() -> torch.Tensor:
@@ -41,7 +46,7 @@ def denoise(
     y: torch.Tensor,
     t: float | torch.Tensor,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """``D(y, t) = y - t grad_y U(y, t)``, the estimate of E[x | y] (paper eq. 37), batched.
@@ -56,7 +61,7 @@ def denoise(
     if t.shape != (y.shape[0],):
         raise ValueError(f"t must be a scalar or ({y.shape[0]},), got {tuple(t.shape)}")
     out = []
-    for rows in chunks(y.shape[0], batch_size):
+    for rows in chunks(y.shape[0], batch_size_for(model.d, batch_size)):
         out.append(model.denoise(y[rows].to(device), t[rows].to(device)).detach().cpu())
     return torch.cat(out)
 
@@ -67,7 +72,7 @@ def denoising_psnr(
     psnr_in_db: torch.Tensor | list[float] | None = None,
     *,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> DenoisingResult:
@@ -81,7 +86,8 @@ def denoising_psnr(
         x: clean images (B, *image_shape) in [0, 1].
         psnr_in_db: input PSNRs (L,), default ``linspace(-30, 90, 17)``.
         generator: source of the noise (CPU): for each level, one draw per image in order.
-        batch_size: images per forward/backward pass.
+        batch_size: images per forward/backward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, L)`` after each level.
 
@@ -95,7 +101,7 @@ def denoising_psnr(
     per_image = torch.empty(len(ts), x.shape[0], dtype=torch.float64)
     device = model_device(model, device)
     for j, t in enumerate(ts.tolist()):
-        for rows in chunks(x.shape[0], batch_size):
+        for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
             xb = x[rows]
             # one draw per image, so the noise does not depend on batch_size
             z = torch.cat([randn((1, *x.shape[1:]), generator, x.dtype) for _ in range(len(xb))])

@@ -26,6 +26,7 @@ from dsm_core import units
 from dsm_core.analysis._common import (
     Progress,
     as_t_grid,
+    batch_size_for,
     check_images,
     model_device,
     randn,
@@ -33,7 +34,6 @@ from dsm_core.analysis._common import (
 from dsm_core.energy import BaseEnergy, DenoisingModel
 
 DEFAULT_NUM_NOISE = 100
-DEFAULT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def dimensionality_curves(
     *,
     num_noise: int = DEFAULT_NUM_NOISE,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     control_variate: bool = False,
     progress: Progress | None = None,
@@ -146,7 +146,8 @@ def dimensionality_curves(
         ts: noise variances per pixel (T,); t = 0 gives d_eff = d.
         num_noise: noise draws per image and level.
         generator: source of the noise (CPU); same seed, same draws whatever batch_size/device.
-        batch_size: noisy images per forward/backward pass.
+        batch_size: noisy images per forward/backward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         control_variate: subtract ``beta (|z|^2 - d)`` from the denoiser form (zero mean,
             leave-one-out beta; needs num_noise >= 2). It removes the chi-square noise of |z|^2
@@ -171,7 +172,7 @@ def dimensionality_curves(
         energy_form = torch.full_like(raw, math.nan)
         energy = torch.full_like(raw, math.nan)
         start = 0
-        for _, xb, zb in _row_batches(x, num_noise, batch_size, generator):
+        for _, xb, zb in _row_batches(x, num_noise, batch_size_for(model.d, batch_size), generator):
             xb, zb = xb.to(device), zb.to(device)
             n = xb.shape[0]
             tb = torch.full((n,), t, dtype=xb.dtype, device=device)
@@ -211,7 +212,7 @@ def effective_dimensionality(
     *,
     num_noise: int = DEFAULT_NUM_NOISE,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     method: Literal["denoiser", "energy"] = "denoiser",
     control_variate: bool = False,
@@ -247,7 +248,7 @@ def effective_energy_nats(
     *,
     num_noise: int = DEFAULT_NUM_NOISE,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
@@ -263,7 +264,9 @@ def effective_energy_nats(
     for j, t in enumerate(ts.tolist()):
         total = torch.zeros(x.shape[0], dtype=torch.float64)
         with torch.inference_mode():
-            for idx, xb, zb in _row_batches(x, num_noise, batch_size, generator):
+            for idx, xb, zb in _row_batches(
+                x, num_noise, batch_size_for(model.d, batch_size), generator
+            ):
                 y = xb.to(device) + math.sqrt(t) * zb.to(device)
                 e = model.energy(y, torch.full((y.shape[0],), t, dtype=y.dtype, device=device))
                 total.index_add_(0, idx, e.double().cpu())

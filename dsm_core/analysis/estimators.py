@@ -38,6 +38,7 @@ from scipy.integrate import solve_ivp
 from dsm_core import units
 from dsm_core.analysis._common import (
     Progress,
+    batch_size_for,
     check_images,
     chunks,
     model_device,
@@ -177,7 +178,7 @@ def ode_nll_nats(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     generator: torch.Generator | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> NLLEstimate:
@@ -206,7 +207,8 @@ def ode_nll_nats(
         prior: "gaussian" (eq. 14) or "model" (the model's U(x_T, t_max)).
         rtol, atol: tolerances of the adaptive solver.
         generator: source of the probes (CPU), drawn per image in order.
-        batch_size: images integrated together.
+        batch_size: images integrated together (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, total)`` after each step (per chunk of images).
 
@@ -226,7 +228,7 @@ def ode_nll_nats(
         raise ValueError(f"trace must be 'hutchinson' or 'exact', got {trace!r}")
     device = model_device(model, device)
     start_time = time.perf_counter()
-    chunk_list = list(chunks(x.shape[0], batch_size))
+    chunk_list = list(chunks(x.shape[0], batch_size_for(model.d, batch_size)))
     total = len(chunk_list) * (num_steps + 1 if solver != "adaptive" else 2)
     done = 0
     nll = torch.empty(x.shape[0], dtype=torch.float64)
@@ -338,7 +340,7 @@ def mse_nll_nats(
     control_variate: bool = True,
     prior: Prior = "gaussian",
     generator: torch.Generator | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> NLLEstimate:
@@ -363,7 +365,8 @@ def mse_nll_nats(
         prior: "gaussian" (eq. 16: ``(d/2) ln(2 pi e t_max)``) or "model" (eq. 15: the effective
             energy ``E_y[U(y, t_max) | x]`` from the same draws).
         generator: source of the noise (CPU).
-        batch_size: noisy images per forward/backward pass.
+        batch_size: noisy images per forward/backward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, num_points)`` after each node.
 
@@ -430,7 +433,7 @@ def sde_nll_nats(
     prior: Prior = "gaussian",
     richardson: bool = True,
     generator: torch.Generator | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> NLLEstimate:
@@ -466,7 +469,8 @@ def sde_nll_nats(
         richardson: extrapolate from this grid and the grid of every other point (see above).
         generator: seeds one CPU generator per path, in order, so the draws do not depend on
             batch_size or device.
-        batch_size: paths simulated together.
+        batch_size: paths simulated together (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, total)`` after each step of each chunk of paths.
 
@@ -487,7 +491,7 @@ def sde_nll_nats(
     num_rows = x.shape[0] * num_paths
     seeds = torch.randint(0, 2**62, (num_rows,), generator=generator).tolist()
     per_path = torch.empty(num_rows, dtype=torch.float64)
-    chunk_list = list(chunks(num_rows, batch_size))
+    chunk_list = list(chunks(num_rows, batch_size_for(model.d, batch_size)))
     total, done = len(chunk_list) * num_steps, 0
     for rows in chunk_list:
         generators = [torch.Generator().manual_seed(seed) for seed in seeds[rows]]

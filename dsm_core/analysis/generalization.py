@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from dsm_core.analysis._common import Progress
-from dsm_core.analysis.logp import DEFAULT_BATCH_SIZE, logp_db
+from dsm_core.analysis.logp import logp_db
 from dsm_core.energy import BaseEnergy
 
 
@@ -70,7 +70,7 @@ def compare_models(
     x: torch.Tensor,
     *,
     t: float = 0.0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> GeneralizationResult:
@@ -83,7 +83,8 @@ def compare_models(
         model_a, model_b: normalised energy models of the same image shape.
         x: images (N, *image_shape) in [0, 1].
         t: noise variance (0 in the paper).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: each model's own).
         progress: ``progress(done, 2)`` after each model.
 

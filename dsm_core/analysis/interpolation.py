@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from dsm_core.analysis._common import Progress, check_images
-from dsm_core.analysis.logp import DEFAULT_BATCH_SIZE, logp_db
+from dsm_core.analysis.logp import logp_db
 from dsm_core.energy import BaseEnergy
 
 
@@ -37,7 +37,7 @@ def interpolation_logp_db(
     alphas: torch.Tensor | list[float] | int = 21,
     *,
     t: float = 0.0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> Interpolation:
@@ -53,7 +53,8 @@ def interpolation_logp_db(
         x1: end images, same shape (pairs are (x0[i], x1[i])).
         alphas: weights (A,), or a number of equally spaced weights in [0, 1].
         t: noise variance at which to evaluate (0: clean density).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, total)`` after each alpha.
 

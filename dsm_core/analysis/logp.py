@@ -3,11 +3,15 @@
 import torch
 
 from dsm_core import units
-from dsm_core.analysis._common import Progress, as_t_grid, check_images, model_device
+from dsm_core.analysis._common import (
+    Progress,
+    as_t_grid,
+    batch_size_for,
+    check_images,
+    model_device,
+)
 from dsm_core.data import dequantize
 from dsm_core.energy import BaseEnergy
-
-DEFAULT_BATCH_SIZE = 64
 
 
 def energy_nats(
@@ -15,7 +19,7 @@ def energy_nats(
     x: torch.Tensor,
     t: float | torch.Tensor = 0.0,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Normalised energy U(x, t) in nats of images x (B, *image_shape), batched -> (B,) on CPU.
@@ -32,6 +36,7 @@ def energy_nats(
     )
     out = []
     with torch.inference_mode():
+        batch_size = batch_size_for(model.d, batch_size)
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device)
             tb = t[start : start + batch_size].to(device)
@@ -44,7 +49,7 @@ def logp_db(
     x: torch.Tensor,
     t: float | torch.Tensor = 0.0,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """log p(x) in dB/dim, ``-10 U(x, t) / (d ln 10)`` (B,) (paper §3.2, Fig. 3).
@@ -61,7 +66,7 @@ def nll_bits_per_dim(
     x: torch.Tensor,
     discrete: bool = True,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Negative log-likelihood in bits/dim (B,); ``discrete`` adds the 8 bits of 256-level data."""
@@ -78,7 +83,7 @@ def dequantized_nll_bits_per_dim(
     bits: int = units.QUANTIZATION_BITS,
     num_draws: int = 4,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Upper bound on the NLL of quantized images in bits/dim, by uniform dequantization (B,).
@@ -98,7 +103,8 @@ def dequantized_nll_bits_per_dim(
         bits: bits per pixel of the data.
         num_draws: dequantization draws per image.
         generator: random generator of u.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
 
     Returns:
@@ -124,7 +130,7 @@ def logp_db_curve(
     x: torch.Tensor,
     ts: torch.Tensor | list[float],
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
@@ -138,7 +144,8 @@ def logp_db_curve(
         model: a normalised energy model.
         x: images (B, *image_shape) in [0, 1].
         ts: noise variances per pixel (T,).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         progress: ``progress(done, total)`` after each t.
 

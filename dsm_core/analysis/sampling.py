@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dsm_core.analysis._common import Progress, chunks, model_device, randn
+from dsm_core.analysis._common import Progress, batch_size_for, chunks, model_device, randn
 from dsm_core.energy import DenoisingModel
 
 Method = Literal["reverse_sde", "langevin", "ode"]
@@ -52,10 +52,10 @@ def noise_schedule(t_max: float, t_min: float, num_levels: int) -> np.ndarray:
     return np.geomspace(t_max, t_min, num_levels)
 
 
-def _grad(model: DenoisingModel, x: torch.Tensor, t: float, batch_size: int) -> torch.Tensor:
+def _grad(model: DenoisingModel, x: torch.Tensor, t: float, batch_size: int | None) -> torch.Tensor:
     """grad_y U(x, t) in chunks, (N, ...) on x's device."""
     out = torch.empty_like(x)
-    for rows in chunks(x.shape[0], batch_size):
+    for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
         t_b = torch.full((rows.stop - rows.start,), t, dtype=x.dtype, device=x.device)
         out[rows] = model.grad_y(x[rows], t_b).detach()
     return out
@@ -76,7 +76,7 @@ def iter_samples(
     x_init: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     yield_every: int = 1,
 ) -> Iterator[SamplingStep]:
@@ -103,7 +103,8 @@ def iter_samples(
         x_init: starting images (N, *image_shape) at t_max instead of the Gaussian draw.
         generator: CPU source of all the noise.
         dtype: dtype of the samples (the model's parameters' dtype).
-        batch_size: images per forward/backward pass.
+        batch_size: images per forward/backward pass (default:
+            ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
         device: compute device (default: the model's).
         yield_every: yield every this many updates (and always the last).
 

@@ -96,3 +96,20 @@ def test_dequantized_nll_refuses_float_images_and_out_of_range_levels(gaussian_o
         dc.analysis.dequantized_nll_bits_per_dim(
             gaussian_oracle, torch.full((1, 1, 4, 4), 256, dtype=torch.int64)
         )
+
+
+def test_default_batch_holds_a_fixed_number_of_values(tiny_model, tiny_images, monkeypatch):
+    from dsm_core.analysis import _common
+
+    assert _common.batch_size_for(32 * 32, None) == 64  # the measured best at 32x32
+    assert _common.batch_size_for(64 * 64, None) == 16 and _common.batch_size_for(10**6, None) == 1
+    assert _common.batch_size_for(64 * 64, 5) == 5
+    calls = []
+    forward = tiny_model.energy
+    monkeypatch.setattr(tiny_model, "energy", lambda y, t: calls.append(len(y)) or forward(y, t))
+    monkeypatch.setattr(_common, "VALUES_PER_BATCH", 3 * tiny_model.d)
+    whole = dc.logp_db(tiny_model, tiny_images, batch_size=8)
+    assert calls == [8]
+    calls.clear()
+    torch.testing.assert_close(dc.logp_db(tiny_model, tiny_images), whole)  # same numbers
+    assert calls == [3, 3, 2]
