@@ -724,7 +724,9 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     if resume:
         if not config_path.is_file():
             raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
-        saved = json.loads(config_path.read_text())
+        # fields added to TrainConfig after the run started take their defaults (the behaviour
+        # the run was trained with); unknown fields still raise
+        saved = to_dict(resolve_config(json.loads(config_path.read_text())))
         diffs = _config_differences(saved, to_dict(cfg))
         if diffs:
             raise ValueError(

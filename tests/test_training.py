@@ -243,6 +243,17 @@ def test_resume_refuses_a_different_config(tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="lr: saved"):
         train(training.replace(cfg, lr=1.0), tmp_path / "run", resume=True, progress=False)
+    # a run saved before a field existed resumes with that field's default; unknown ones raise
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["init_from"], saved["data"]["dequantize"]
+    longer = training.replace(cfg, num_steps=4)
+    saved["num_steps"] = 4
+    path.write_text(json.dumps(saved))
+    assert train(longer, tmp_path / "run", resume=True, progress=False).step == 4
+    path.write_text(json.dumps({**saved, "no_such_field": 1}))
+    with pytest.raises(ValueError, match="no_such_field"):
+        train(longer, tmp_path / "run", resume=True, progress=False)
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
