@@ -99,18 +99,30 @@ def scatter_plot(size: int, on_a: tuple, on_b: tuple, path: Path) -> None:
 
 
 def curve_plot(summary: dict, path: Path) -> None:
-    """Mean |log p_A - log p_B| (dB/dim) against N, on A's and B's images: the memorization to
-    generalization transition of Fig. 2 in one picture."""
+    """Fig. 2 in one picture, against N. Left: mean |log p_A - log p_B| on A's and on B's
+    images. Right: its two parts, from the mean differences d_A (on A images) and d_B (on B
+    images): the own-model advantage (d_A - d_B) / 2 (memorization: each model prefers its own
+    training images) and the offset (d_A + d_B) / 2 (one model higher everywhere: a difference
+    of normalization, not of memory)."""
     sizes = sorted(int(n) for n in summary)
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    mean_diff = {w: [summary[str(n)][f"{w}_images"]["mean_diff_db"] for n in sizes] for w in "AB"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     for which, color in (("A", "tab:green"), ("B", "tab:red")):
         values = [summary[str(n)][f"{which}_images"]["mean_abs_diff_db"] for n in sizes]
-        ax.plot(sizes, values, "o-", c=color, label=f"{which} images")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training images per model, N")
-    ax.set_ylabel("mean |log p_A - log p_B| [dB/dim]")
-    ax.legend(fontsize=8)
+        left.plot(sizes, values, "o-", c=color, label=f"{which} images")
+    left.set_yscale("log")
+    left.set_ylabel("mean |log p_A - log p_B| [dB/dim]")
+    advantage = [(a - b) / 2 for a, b in zip(mean_diff["A"], mean_diff["B"], strict=True)]
+    offset = [(a + b) / 2 for a, b in zip(mean_diff["A"], mean_diff["B"], strict=True)]
+    right.plot(sizes, advantage, "o-", c="tab:purple", label="own-model advantage")
+    right.plot(sizes, offset, "s--", c="tab:gray", label="offset between the models")
+    right.axhline(0.0, c="k", lw=0.6)
+    right.set_yscale("symlog", linthresh=1.0)
+    right.set_ylabel("dB/dim")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("training images per model, N")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
