@@ -98,6 +98,14 @@ def load_note(warn: bool = True) -> str:
     return note
 
 
+def print_run_footer(load_before: str, start_wall: float) -> None:
+    """The machine's load before and after the run, and the run's wall time (``perf_counter``
+    at its start), printed before a script's last line."""
+    print(f"before the run: {load_before}")
+    print(f"after the run:  {load_note(warn=False)}")
+    print(f"wall time {time.perf_counter() - start_wall:.0f} s")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:

@@ -50,6 +50,7 @@ from _common import (
     free_port,
     load_note,
     median,
+    print_run_footer,
     set_threads,
     time_alternating,
 )
@@ -341,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "meets" if ratio < 1 else "MISSES"
         print(f"{name}: {ratio:.2f} of its bar ({verdict} it)")
     print()
-    print(f"before the run: {load_before}")
-    print(f"after the run:  {load_note(warn=False)}")
-    print(f"wall time {time.perf_counter() - start_wall:.0f} s")
+    print_run_footer(load_before, start_wall)
     print(f"budget_ratio: {fmt_ratio(max(ratios.values()))}")
     return 0
 

@@ -46,7 +46,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_threads_arg, fmt_ratio, load_note, median, set_threads, time_alternating
+from _common import (
+    add_threads_arg,
+    fmt_ratio,
+    load_note,
+    median,
+    print_run_footer,
+    set_threads,
+    time_alternating,
+)
 
 import dsm_core
 from dsm_core.analysis._common import batch_size_for
@@ -395,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print()
-    print(f"before the run: {load_before}")
-    print(f"after the run:  {load_note(warn=False)}")
-    print(f"wall time {time.perf_counter() - start_wall:.0f} s")
+    print_run_footer(load_before, start_wall)
     key = per_image.get(("default", default_size, batch_size_for(default_model.d, None)))
     if key is None:
         key = per_image[("default", default_size, max(args.batch_sizes))]

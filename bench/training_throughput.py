@@ -35,7 +35,15 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from _common import add_threads_arg, fmt_ratio, free_port, load_note, median, set_threads
+from _common import (
+    add_threads_arg,
+    fmt_ratio,
+    free_port,
+    load_note,
+    median,
+    print_run_footer,
+    set_threads,
+)
 
 from dsm_core import distributed
 from dsm_core.energy import model_from_config
@@ -252,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "DDP warns that the time term's (32, 1) weight gradient has other strides than its "
         "bucket view (32 numbers copied per step); silenced in the workers"
     )
-    print(f"before the run: {load_before}")
-    print(f"after the run:  {load_note(warn=False)}")
-    print(f"wall time {time.perf_counter() - start_wall:.0f} s")
+    print_run_footer(load_before, start_wall)
     print(f"ddp_scaling: {fmt_ratio(scaling)}")
     return 0
 
