@@ -1,5 +1,7 @@
 """One AppTest per page against a tiny random-weight model: widgets by key, numbers = library's."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,11 @@ def test_testset_page_histogram_gumbel_and_galleries(app: AppTest, tiny_model_di
     assert metric(app, "entropy [dB/dim]") == f"{-logp.mean():.2f}"
     gumbel = dc.fit_gumbel(logp)
     assert metric(app, "Gumbel location [dB/dim]") == f"{gumbel.loc:+.2f}"
+    metrics = json.loads((tiny_model_dir / "metrics.json").read_text())
+    bound = metrics["nll_bits_per_dim_dequantized"]
+    (nll,) = [m for m in app.metric if m.label == "test NLL [bits/dim]"]
+    assert "dequantized bound of the model card" in nll.proto.help
+    assert f"is {bound:.3f} bits/dim" in nll.proto.help
     (spec,) = plotly_specs(app)
     kinds = [(trace["type"], trace.get("name")) for trace in spec["data"]]
     assert kinds[:2] == [("histogram", "test images"), ("scatter", "Gumbel fit")]
