@@ -179,6 +179,8 @@ def test_upload_slider_ascent_and_pages(page, server: str, model_dir: Path, shot
     start = float(os.environ["_DSM_E2E_SERVER_START"])
     page.goto(server)
     page.get_by_role("heading", name="Explore the test set").wait_for(timeout=60_000)
+    # the histogram is drawn after the page's first paint: wait for it, then for the script
+    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
     _wait_idle(page)
     timings["start_to_first_page_s"] = time.perf_counter() - start
     page.screenshot(path=str(shots / "01_testset.png"))
