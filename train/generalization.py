@@ -6,7 +6,8 @@ computes log p (dB/dim) of both models on "A images" (the first min(N, --num-ima
 images, in order) and "B images" (the last ones, in reverse order: index 0 is the very last image).
 Writes per N: ``N{N}/scatter.npz`` and a PNG scatter; ``summary.json`` with the mean
 difference, mean |difference|, RMS difference and correlation of log p_A vs log p_B; and
-``curve.png``, the mean |difference| against N.
+``curve.png``, the mean |difference| against N and its two parts (own-model advantage,
+offset between the models).
 
 Runs already finished are reused; unfinished ones are resumed. Example (CPU, minutes):
     python train/generalization.py --config tiny_cpu --out runs/gen --sizes 10 100 num_steps=500

@@ -13,6 +13,10 @@ st.title("Model")
 choice = components.current_choice()
 
 
+def _bundled_label(folder) -> str:
+    return f"{folder.name} (the default)" if folder == loading.DEFAULT_MODEL_DIR else folder.name
+
+
 def _load(new: loading.ModelChoice) -> None:
     try:
         loading.get_bundle(new)
@@ -36,7 +40,7 @@ with st.container(border=True):
             "model shipped with DSM Explorer",
             bundled,
             key="model_bundled",
-            format_func=lambda p: p.name + (" (the default)" if p.name == "default" else ""),
+            format_func=_bundled_label,
         )
         new = loading.ModelChoice(str(folder)) if folder is not None else None
         st.caption(f"`{folder}`")

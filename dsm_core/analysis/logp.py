@@ -117,7 +117,6 @@ def dequantized_nll_bits_per_dim(
         raise ValueError(f"pixel levels must lie in [0, {levels}) for bits={bits}")
     if num_draws < 1:
         raise ValueError("num_draws must be >= 1")
-    generator = generator if generator is not None else torch.default_generator
     total = torch.zeros(pixels.shape[0], dtype=torch.float64)
     for _ in range(num_draws):
         x = dequantize(pixels, generator, bits)  # (B, *image_shape)

@@ -74,7 +74,9 @@ def random_horizontal_flip(x: torch.Tensor, generator: torch.Generator) -> torch
     return torch.where(flips[:, None, None, None], x.flip(-1), x)
 
 
-def dequantize(levels: torch.Tensor, generator: torch.Generator, bits: int = 8) -> torch.Tensor:
+def dequantize(
+    levels: torch.Tensor, generator: torch.Generator | None = None, bits: int = 8
+) -> torch.Tensor:
     """Uniform dequantization: level k becomes ``(k + u) / 2**bits``, u ~ U[0, 1) per value.
 
     Level k owns the bin ``[k, k + 1) / 2**bits`` of [0, 1]; a density trained on such values
@@ -83,7 +85,7 @@ def dequantize(levels: torch.Tensor, generator: torch.Generator, bits: int = 8) 
 
     Args:
         levels: integer levels in [0, 2**bits) of any shape, integer or float dtype.
-        generator: the source of u, on the device of ``levels``.
+        generator: the source of u, on the device of ``levels`` (None: torch's global one).
         bits: bits per value.
 
     Returns:
