@@ -326,6 +326,19 @@ def qualitative_checks(
         "fraction_monotone": (values.diff(dim=1) > 0).all(dim=1).double().mean().item(),
         "slope_db_per_unit_a": slope_through(contrasts, values.mean(dim=0).tolist()),
     }
+    # the paper's Fig. 4 cuts through the triangle a + b <= 1: b at a = 0.5, a at b = 0.5
+    out["paper_slices"] = {}
+    steps = np.linspace(0.0, 0.5, 11).tolist()
+    for key, a, b in (("over_b_at_a_0.5", [0.5], steps), ("over_a_at_b_0.5", steps, [0.5])):
+        with timer.part("qualitative: paper slices"):
+            values = dc.analysis.affine_logp_db(model, x_affine, a, b, batch_size=args.batch_size)
+        values = values.flatten(1)  # (B, 11)
+        out["paper_slices"][key] = {
+            "a": a,
+            "b": b,
+            "mean_logp_db": values.mean(dim=0).tolist(),
+            "mean_range_db": (values.amax(dim=1) - values.amin(dim=1)).mean().item(),
+        }
     brightness = out["brightness"]["grid"]["mean_abs_change_db"]
     out["summary"] = {
         "smooth_beats_textured": out["smoothness"][OURS]["passes"],
@@ -500,6 +513,14 @@ def format_qualitative(results: dict) -> str:
         f"{b['test_logp_db_std']:.3g} dB/dim; slope {b['grid']['slope_db_per_unit_b']:+.3g} "
         f"dB/dim per unit b vs {c['slope_db_per_unit_a']:+.3g} per unit contrast a -> "
         f"{'pass' if q['summary']['brightness_small'] else 'FAIL'}",
+        "the paper's slices (Fig. 4, ours): "
+        + "; ".join(
+            f"{'b' if key.startswith('over_b') else 'a'} = 0 ... 0.5 at "
+            f"{'a' if key.startswith('over_b') else 'b'} = 0.5: mean log p "
+            + " ".join(f"{v:.2f}" for v in sl["mean_logp_db"])
+            + f" dB/dim, per-image range {sl['mean_range_db']:.2f}"
+            for key, sl in q["paper_slices"].items()
+        ),
         f"contrast (ours): mean log p at a = {c['contrasts']}: "
         + ", ".join(f"{v:.3f}" for v in c["mean_logp_db"])
         + f" dB/dim; rise from a = 1 to 0.5: {c['mean_rise_db']:+.3g} dB/dim, rising for "
