@@ -35,13 +35,7 @@ from dsm_core.config import (
     from_dict,
     to_dict,
 )
-from dsm_core.data import (
-    ImageDataset,
-    dequantize,
-    iterate_batches,
-    load_dataset,
-    random_brightness_shift,
-)
+from dsm_core.data import ImageDataset, dequantize, iterate_batches, load_dataset
 from dsm_core.energy import BaseEnergy, DenoisingModel, model_from_config
 from dsm_core.evaluation import evaluate_during_training
 from dsm_core.losses import score_matching_terms
@@ -79,10 +73,6 @@ class DataConfig:
     # a density of 8-bit data with exact repeats (Fashion-MNIST's zero background) can
     # otherwise spike on the grid; off as released.
     dequantize: bool = False
-    # Shift each training image by a fresh uniform offset that keeps it in [0, 1]
-    # (``random_brightness_shift``), after dequantization: decouples brightness from content in
-    # small photograph sets; off as released.
-    brightness_shift: bool = False
     num_crops: int = 20_000  # "natural" only: number of random crops
     crop_seed: int = 0  # "natural" only: seed of the crops (a property of the dataset)
 
@@ -957,8 +947,6 @@ def train(
             x = next(batches)  # (B / W, C, H, W)
             if cfg.data.dequantize:
                 x = dequantize((x * 255).round(), noise_gen)
-            if cfg.data.brightness_shift:
-                x = random_brightness_shift(x, noise_gen)
             try:
                 stats = train_step(
                     loss_module,

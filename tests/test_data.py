@@ -620,23 +620,3 @@ def test_dequantize_fills_each_level_bin_uniformly():
     within = x * 256 - levels  # u, uniform on [0, 1)
     torch.testing.assert_close(within.mean(0), torch.full((4,), 0.5), rtol=0, atol=0.01)
     torch.testing.assert_close(within.var(0), torch.full((4,), 1 / 12), rtol=0, atol=0.003)
-
-
-def test_brightness_shift_draws_one_uniform_offset_per_image_within_range():
-    gen = torch.Generator().manual_seed(0)
-    base = 0.2 + 0.3 * torch.rand(1, 1, 4, 4, generator=gen)  # values in [0.2, 0.5]
-    base.view(-1)[:2] = torch.tensor([0.2, 0.5])  # darkest 0.2, brightest 0.5
-    x = base.repeat(20_000, 1, 1, 1)  # (20000, 1, 4, 4)
-    shifted = D.random_brightness_shift(x, gen)
-    offset = (shifted - x).flatten(1)  # (20000, 16), one value per row
-    torch.testing.assert_close(offset, offset[:, :1].expand_as(offset), rtol=0, atol=1e-6)
-    b = offset[:, 0]  # uniform on [-0.2, 0.5]
-    assert b.min() >= -0.2 - 1e-6 and b.max() <= 0.5 + 1e-6
-    assert b.min() < -0.19 and b.max() > 0.49
-    assert b.mean().item() == pytest.approx(0.15, abs=0.01)
-    assert b.var().item() == pytest.approx(0.7**2 / 12, abs=0.002)
-    assert shifted.min() >= 0 and shifted.max() <= 1
-    spanning = torch.linspace(0, 1, 16).view(1, 1, 4, 4)  # already spans [0, 1]: unchanged
-    torch.testing.assert_close(D.random_brightness_shift(spanning, gen), spanning)
-    with pytest.raises(ValueError, match="B, C, H, W"):
-        D.random_brightness_shift(x[0], gen)

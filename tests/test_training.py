@@ -238,30 +238,6 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
         train(wider, tmp_path / "third", progress=False)
 
 
-def test_brightness_shift_moves_each_training_image_by_one_offset(tmp_path, monkeypatch):
-    seen: dict[str, list[torch.Tensor]] = {"plain": [], "shifted": []}
-    original = training.train_step
-
-    def capture(key):
-        def step(loss_module, x, *args, **kwargs):
-            seen[key].append(x.clone())
-            return original(loss_module, x, *args, **kwargs)
-
-        return step
-
-    for key, shift in (("plain", False), ("shifted", True)):
-        monkeypatch.setattr(training, "train_step", capture(key))
-        natural = {"data.name": "natural", "data.num_crops": 64}  # crops rarely span [0, 1]
-        cfg = tiny_config(num_steps=3, **natural, **{"data.brightness_shift": shift})
-        train(cfg, tmp_path / key, progress=False)
-    plain, shifted = torch.cat(seen["plain"]), torch.cat(seen["shifted"])  # (3 * B, C, H, W)
-    offset = (shifted - plain).flatten(1)  # same images in the same order, one offset each
-    torch.testing.assert_close(offset, offset[:, :1].expand_as(offset), rtol=0, atol=1e-6)
-    assert offset[:, 0].abs().min() > 0 and shifted.min() >= 0 and shifted.max() <= 1
-    saved = json.loads((tmp_path / "shifted" / "config.json").read_text())
-    assert saved["data"]["brightness_shift"] is True
-
-
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(num_steps=3)
     train(cfg, tmp_path / "run", progress=False)

@@ -41,7 +41,6 @@ overrides, e.g.:
   noise.t_min=1e-9 loss.time_weight=0 seed=1 device=cuda
   model.time_term=none model.unet.base_width=16 model.head=squared_norm
   data.name=fashion-mnist data.grayscale=false model.unet.channels=3
-  data.dequantize=true data.brightness_shift=true (8-bit bins; a random offset per image)
   data.name=imagenet64:/data/imagenet64 data.subset=A data.subset_size=1000
 
 the run folder OUT holds:

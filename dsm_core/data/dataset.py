@@ -95,30 +95,6 @@ def dequantize(
     return (levels.to(torch.float32) + u) / 2**bits
 
 
-def random_brightness_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Add to each image one offset b ~ U[-min x, 1 - max x]: the widest shift that stays in [0, 1].
-
-    An illumination augmentation for small photograph sets, whose crops otherwise tie brightness
-    to content (bright sky is smooth); the trained density then barely moves with b, which
-    ImageNet-scale data gives the paper without augmentation (Fig. 4). Images that already span
-    [0, 1] are left as they are.
-
-    Args:
-        x: images (B, C, H, W) in [0, 1].
-        generator: the source of the offsets, on the device of ``x``.
-
-    Returns:
-        a new tensor (B, C, H, W), still in [0, 1].
-    """
-    if x.ndim != 4:
-        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
-    low = -x.flatten(1).amin(dim=1)  # (B,) the darkest pixel goes to 0
-    high = 1.0 - x.flatten(1).amax(dim=1)  # (B,) the brightest goes to 1
-    u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)  # (B,)
-    offset = low + (high - low).clamp(min=0.0) * u  # (B,)
-    return (x + offset[:, None, None, None]).clamp(0.0, 1.0)
-
-
 def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """The (left, upper, right, lower) box of a centred ``size`` x ``size`` square."""
     left = (width - size) // 2
