@@ -529,6 +529,8 @@ class TrainingState:
     data: dict
     wall_time_s: float
     config: dict
+    # the history of an ``init_from`` model: {"source", "steps", "wall_time_s"} (None: none)
+    init_from: dict | None = None
 
 
 def save_training_state(path: Path, state: TrainingState) -> None:
@@ -554,6 +556,7 @@ def save_training_state(path: Path, state: TrainingState) -> None:
         "data": state.data,
         "wall_time_s": state.wall_time_s,
         "config": state.config,
+        "init_from": state.init_from,
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {"state": json.dumps(meta)}
@@ -583,6 +586,7 @@ def load_training_state(path: Path) -> TrainingState:
         data=meta["data"],
         wall_time_s=float(meta["wall_time_s"]),
         config=meta["config"],
+        init_from=meta.get("init_from"),  # absent in checkpoints of older runs
     )
 
 
@@ -696,8 +700,12 @@ def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[st
     return diffs
 
 
-def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) -> None:
+def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) -> dict:
     """Copy the weights of the model folder (or Hub id) ``source`` into ``model`` (strict).
+
+    Returns:
+        the source's history, ``{"source", "steps", "wall_time_s"}`` from its metadata (0 where
+        it records none), so that the run's exports count every step the weights have seen.
 
     Raises:
         ValueError: the source's architecture differs from ``config`` (names the fields).
@@ -711,6 +719,12 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
         )
     model.load_state_dict(initial.state_dict(), strict=True)
     log.info("initial weights from %s", source)
+    metadata = getattr(initial, "metadata", {})
+    return {
+        "source": source,
+        "steps": int(metadata.get("steps", 0)),
+        "wall_time_s": float(metadata.get("wall_time_s", 0.0)),
+    }
 
 
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
@@ -828,9 +842,10 @@ def train(
     ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay else None
     noise_gen = torch.Generator(device=device).manual_seed(_noise_seed(cfg.seed, info.rank))
     step, wall_before = 0, 0.0
+    history = None  # of the init_from model
 
     if cfg.init_from is not None and not (resume and checkpoint_path.is_file()):
-        load_initial_weights(model, cfg.init_from, cfg.model)
+        history = load_initial_weights(model, cfg.init_from, cfg.model)
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path)
         model.load_state_dict(state.model, strict=True)
@@ -849,7 +864,7 @@ def train(
                 info.world_size,
             )
             noise_gen.manual_seed(_noise_seed(cfg.seed, info.rank, state.step))
-        step, wall_before = state.step, state.wall_time_s
+        step, wall_before, history = state.step, state.wall_time_s, state.init_from
         if info.is_main:
             _truncate_log(log_path, step)
         log.info("resumed %s at step %d", run_dir, step)
@@ -887,6 +902,7 @@ def train(
             data=batches.state_dict(),
             wall_time_s=wall_time_s,
             config=to_dict(cfg),
+            init_from=history,
         )
         save_training_state(checkpoint_path, state)
         estimate = export_model(
@@ -899,8 +915,10 @@ def train(
             metadata={
                 "data": data_meta,
                 "resolution": cfg.model.image_size,
-                "steps": current_step,
-                "wall_time_s": wall_time_s,
+                # every step the weights have seen, an init_from model's included
+                "steps": current_step + (history["steps"] if history else 0),
+                "wall_time_s": wall_time_s + (history["wall_time_s"] if history else 0.0),
+                "init_from": history,
                 "ema": ema_model is not None,
                 "train_config": to_dict(cfg),
             },

@@ -233,6 +233,16 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
     assert train(dequantized, tmp_path / "dequantized", progress=False).step == 2
     saved = json.loads((tmp_path / "dequantized" / "config.json").read_text())
     assert saved["data"]["dequantize"] is True and saved["init_from"] == str(folder)
+    # the exports count the source's steps and wall time too, also after a resume
+    source_meta = dc.load_model(folder).metadata
+    meta = dc.load_model(tmp_path / "dequantized" / "model").metadata
+    assert meta["init_from"]["steps"] == 3 and meta["steps"] == 3 + 2
+    assert meta["wall_time_s"] > meta["init_from"]["wall_time_s"] == source_meta["wall_time_s"]
+    longer = training.replace(dequantized, num_steps=4)
+    (tmp_path / "dequantized" / "config.json").write_text(json.dumps({**saved, "num_steps": 4}))
+    assert train(longer, tmp_path / "dequantized", resume=True, progress=False).step == 4
+    meta = dc.load_model(tmp_path / "dequantized" / "model").metadata
+    assert meta["init_from"]["steps"] == 3 and meta["steps"] == 3 + 4
     wider = tiny_config(num_steps=0, init_from=str(folder), **{"model.unet.base_width": 4})
     with pytest.raises(ValueError, match="another architecture.*base_width"):
         train(wider, tmp_path / "third", progress=False)
