@@ -1,5 +1,6 @@
 """App test fixtures: a tiny random-weight model folder packaged like the default one."""
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +9,18 @@ from app_helpers import make_model_folder, new_app
 from streamlit.testing.v1 import AppTest
 
 import dsm_core as dc
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the real ``__main__`` back after each test.
+
+    AppTest runs the app as ``sys.modules["__main__"]`` and leaves it there. A later test that
+    spawns processes (tests/test_distributed.py) would then run the whole app in each child, since
+    multiprocessing's spawn re-imports ``__main__`` there: the children printed Streamlit warnings
+    and one died with SIGABRT in CI.
+    """
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
 
 @pytest.fixture(scope="session")
