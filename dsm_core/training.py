@@ -839,13 +839,14 @@ def train(
         model = model_from_config(cfg.model).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay else None
     noise_gen = torch.Generator(device=device).manual_seed(_noise_seed(cfg.seed, info.rank))
     step, wall_before = 0, 0.0
     history = None  # of the init_from model
 
     if cfg.init_from is not None and not (resume and checkpoint_path.is_file()):
         history = load_initial_weights(model, cfg.init_from, cfg.model)
+    # The average starts at the weights training starts from (init_from's, not the random ones).
+    ema_model = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay else None
     if resume and checkpoint_path.is_file():
         state = load_training_state(checkpoint_path)
         model.load_state_dict(state.model, strict=True)

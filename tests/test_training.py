@@ -225,6 +225,12 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
     first, second = dc.load_model(folder), dc.load_model(tmp_path / "second" / "model")
     for name, value in first.state_dict().items():
         torch.testing.assert_close(second.state_dict()[name], value, rtol=0, atol=0)
+    # an EMA of the weights starts from the source's weights too (it is what gets exported)
+    averaged = tiny_config(num_steps=0, init_from=str(folder), ema_decay=0.9)
+    train(averaged, tmp_path / "averaged", progress=False)
+    ema = dc.load_model(tmp_path / "averaged" / "model").state_dict()
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(ema[name], value, rtol=0, atol=0)
     fresh = train(tiny_config(num_steps=0), tmp_path / "fresh", progress=False)
     assert fresh.step == 0
     unet = dc.load_model(tmp_path / "fresh" / "model").state_dict()
