@@ -77,7 +77,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     # Leave without interpreter shutdown. torch 2.13 stashes a Python object in the thread-local
     # state of every backward, and DDP's gloo all-reduce works launched there carry a copy; a gloo
     # worker thread that drops the last one while Python is finalising aborts the process
-    # ("terminate called without an active exception"; 1 run in 5-10 after the app tests here).
+    # ("terminate called without an active exception"; 5 of 36 runs of tests/app + this file).
     # The training CLI is not exposed: seconds of checkpointing and evaluation separate its last
     # backward from its exit.
     os._exit(0)

@@ -17,8 +17,8 @@ def _restore_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
 
     AppTest runs the app as ``sys.modules["__main__"]`` and leaves it there. A later test that
     spawns processes (tests/test_distributed.py) would then run the whole app in each child, since
-    multiprocessing's spawn re-imports ``__main__`` there: the children printed Streamlit warnings
-    and one died with SIGABRT in CI.
+    multiprocessing's spawn re-imports ``__main__`` there (a CI log showed the workers' Streamlit
+    warnings).
     """
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
