@@ -304,7 +304,7 @@ def ode_affine_changes(model: dc.BaseEnergy, x: torch.Tensor, seed: int) -> dict
             )
             values[end] = (
                 dc.logp_db(model, y, 0.0).double(),
-                units.energy_nats_to_logp_db(estimate.nll_nats.double(), model.d),
+                estimate.logp_db.double(),
             )
         one_shot = values["after"][0] - values["before"][0]  # (n,)
         ode = values["after"][1] - values["before"][1]

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_oneshot = statistics.median(times["a"])
     t_ode = statistics.median(times["b"])
-    logp_ode = units.energy_nats_to_logp_db(estimate.nll_nats, d).float()
+    logp_ode = estimate.logp_db.float()
     delta = (logp_oneshot.float() - logp_ode).abs()
 
     print()
