@@ -555,6 +555,24 @@ def test_natural_crops_in_colour() -> None:
         D.natural_image_crops("train", 8, 0)
 
 
+def test_photo_crops_is_the_natural_crop_routine() -> None:
+    # photographs given as arrays (e.g. read from disk) are cut exactly like the bundled ones
+    names = D.natural_photo_names("test")
+    photos = [D.load_natural_photo(name) for name in names]
+    bundled = D.natural_image_crops("test", 16, 10, seed=2)
+    given = D.photo_crops(photos, names, 16, 10, seed=2, name="given")
+    np.testing.assert_array_equal(given.to_numpy(), bundled.to_numpy())
+    np.testing.assert_array_equal(given.labels, bundled.labels)
+    assert given.name == "given" and given.label_names == names
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    assert D.photo_crops([rgb], ["noise"], 8, 3).image_shape == (1, 8, 8)  # luma
+    assert D.photo_crops([rgb], ["noise"], 8, 3, grayscale=False).image_shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="short side"):
+        D.photo_crops([rgb], ["noise"], 24, 3)
+    with pytest.raises(ValueError, match="one name per"):
+        D.photo_crops([rgb], ["a", "b"], 8, 3)
+
+
 # ------------------------------------------------------------------------------------------------
 # load_dataset
 

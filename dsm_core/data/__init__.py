@@ -17,6 +17,7 @@ from dsm_core.data.natural import (
     load_natural_photo,
     natural_image_crops,
     natural_photo_names,
+    photo_crops,
 )
 from dsm_core.data.readers import (
     FASHION_MNIST_DIR,
@@ -64,6 +65,7 @@ __all__ = [
     "normalize_split",
     "npz_member_memmap",
     "npz_member_shape",
+    "photo_crops",
     "random_flips",
     "random_horizontal_flip",
     "read_array",

@@ -2,7 +2,7 @@
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -133,12 +133,9 @@ def natural_image_crops(
 ) -> ImageDataset:
     """Random downsampled square crops of the bundled photographs, as 8-bit images.
 
-    Crops are spread evenly over the split's photographs (:func:`natural_photo_names`). Each
-    crop has a side s drawn log-uniformly in [R, short side of the photo] (every octave of
-    downsampling equally likely) and a uniformly random position; it is resized to R x R with
-    PIL's Lanczos filter (antialiased) on the 8-bit image, which rounds to uint8. Colour photos
-    are resized in RGB and then converted to luma (PIL-exact), like ImageNet64's grayscale
-    pipeline. Flips are left to batch time (:func:`iterate_batches`).
+    Crops are spread evenly over the split's photographs (:func:`natural_photo_names`) by
+    :func:`photo_crops`, which documents the crop routine. Flips are left to batch time
+    (:func:`iterate_batches`).
 
     Args:
         split: "train" or "test" (the held-out NATURAL_TEST_PHOTOS).
@@ -156,6 +153,49 @@ def natural_image_crops(
         raise ValueError(f"num_crops must be >= 1, got {num_crops}")
     names = natural_photo_names(split, grayscale)
     photos = [load_natural_photo(name) for name in names]
+    return photo_crops(
+        photos, names, resolution, num_crops, seed, grayscale, name=f"natural:{split}"
+    )
+
+
+def photo_crops(
+    photos: Sequence[np.ndarray],
+    names: Sequence[str],
+    resolution: int,
+    num_crops: int,
+    seed: int = 0,
+    grayscale: bool = True,
+    *,
+    name: str = "photo crops",
+) -> ImageDataset:
+    """Random multi-scale square crops of given photographs, resized to R x R, as 8-bit images.
+
+    The crop routine of :func:`natural_image_crops`, for any photographs (e.g. ones read from
+    disk at run time). Crops are spread evenly over the photographs. Each crop has a side s
+    drawn log-uniformly in [R, short side of the photo] (every octave of downsampling equally
+    likely) and a uniformly random position; it is resized to R x R with PIL's Lanczos filter
+    (antialiased) on the 8-bit image, which rounds to uint8. Colour photos are resized in RGB and
+    then converted to luma (PIL-exact), like ImageNet64's grayscale pipeline.
+
+    Args:
+        photos: uint8 (H, W) gray or (H, W, 3) RGB photographs, each with short side >= R.
+        names: one name per photograph (the returned ``label_names``).
+        resolution: R.
+        num_crops: N.
+        seed: the result is a deterministic function of (photos, resolution, num_crops, seed,
+            grayscale).
+        grayscale: 1-channel luma crops, or 3-channel RGB crops (a gray photo's crops are then
+            replicated to three channels).
+        name: the dataset's ``name``.
+
+    Returns:
+        an ImageDataset of uint8 (N, 1 or 3, R, R); labels (N,) index ``names``.
+    """
+    if num_crops < 1:
+        raise ValueError(f"num_crops must be >= 1, got {num_crops}")
+    names = tuple(names)
+    if len(photos) != len(names) or not names:
+        raise ValueError(f"need one name per photograph, got {len(photos)} and {len(names)}")
     too_small = [n for n, p in zip(names, photos, strict=True) if min(p.shape[:2]) < resolution]
     if too_small:
         raise ValueError(f"resolution {resolution} exceeds the short side of {too_small}")
@@ -184,8 +224,8 @@ def natural_image_crops(
             crop = crop[None] if crop.ndim == 2 else crop.transpose(2, 0, 1)  # (C, R, R)
             crops[i] = rgb_to_gray(crop) if grayscale and crop.shape[0] == 3 else crop
     logger.info(
-        "natural %s: %d crops of %dx%d from %d photographs (%s)",
-        split,
+        "%s: %d crops of %dx%d from %d photographs (%s)",
+        name,
         num_crops,
         resolution,
         resolution,
@@ -194,7 +234,7 @@ def natural_image_crops(
     )
     return ImageDataset(
         crops,
-        name=f"natural:{split}",
+        name=name,
         labels=photo_of,
         label_names=names,
     )
