@@ -527,7 +527,7 @@ def brightness_logp_change_db(
     Returns:
         (B, O) float64, NaN where masked.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     b = torch.as_tensor([reference_offset, *offsets], dtype=x.dtype)
     logp = affine_logp_db(model, x, [contrast], b, **kwargs)[:, 0, :]  # (B, 1 + O)
     change = logp[:, 1:] - logp[:, :1]  # (B, O)
@@ -554,7 +554,7 @@ def contrast_logp_db(
     Returns:
         (B, A) float64.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     mean = x.flatten(1).mean(dim=1)  # (B,)
     centered = x - mean.view(-1, *([1] * (x.ndim - 1)))
     rows = [

@@ -14,14 +14,49 @@ from dsm_core.unet import UNet
 
 
 def batch_t(t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
-    """Noise variance as a (B,) tensor of y's dtype and device, from a float, 0-d or (B,) tensor."""
+    """Noise variance t as a (B,) tensor of y's dtype and device, checked.
+
+    Every entry point that takes a noise level goes through here.
+
+    Args:
+        t: noise variance per pixel: a number, a 0-d or (B,) tensor, numpy array or list.
+        y: the (already checked) images (B, ...) whose dtype and device t takes.
+
+    Returns:
+        t (B,), y's dtype and device (a (B,) tensor keeps its autograd graph).
+
+    Raises:
+        TypeError: t is not numeric.
+        ValueError: wrong shape, or a value that is negative, NaN or infinite.
+    """
     batch = y.shape[0]
-    t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+    try:
+        t = torch.as_tensor(t, device=y.device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"t: expected a number or a ({batch},) tensor, got {type(t).__name__}"
+        ) from exc
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"t: expected real noise variances, got {t.dtype}")
+    t = t.to(y.dtype)
     if t.ndim == 0:
-        return t.expand(batch)
-    if t.shape != (batch,):
+        t = t.expand(batch)
+    elif t.shape != (batch,):
         raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
+    bad = ~torch.isfinite(t.detach()) | (t.detach() < 0)  # (B,)
+    if bad.any():
+        raise ValueError(
+            f"t (noise variance) must be finite and >= 0, got {t.detach()[bad][:3].tolist()}"
+        )
     return t
+
+
+def parameter_dtype_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
+    """(dtype, device) of a module's first floating parameter or buffer; float32 CPU for none."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return torch.float32, torch.device("cpu")
 
 
 class DenoisingModel(nn.Module):
@@ -34,13 +69,49 @@ class DenoisingModel(nn.Module):
         """Dimension of one image."""
         return math.prod(self.image_shape)
 
-    def check_images(self, y: torch.Tensor) -> None:
-        """Raise a clear error unless y is (B, *image_shape)."""
-        if tuple(y.shape[1:]) != tuple(self.image_shape):
-            raise ValueError(
-                f"expected images of shape (B, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(y.shape)}"
+    def check_images(self, y: torch.Tensor, name: str = "y", *, move: bool = True) -> torch.Tensor:
+        """Images as this model takes them: the one place inputs are normalised and checked.
+
+        Accepted: a tensor, numpy array or (nested) list of shape (B, *image_shape), B >= 1.
+        Floating values (float16/32/64, bfloat16) are cast to the model's dtype; uint8 is read
+        as 8-bit pixels and scaled by 1/255 to [0, 1] (as ``dsm_core.images.pixels_to_tensor``).
+        Other integer, bool and complex inputs are refused (their scale is ambiguous).
+
+        Args:
+            y: the images.
+            name: the argument's name in error messages.
+            move: also move to the model's device (callers that batch on another device pass
+                False and move each batch themselves).
+
+        Returns:
+            (B, *image_shape) of the model's dtype (and device with ``move``); the input itself
+            when nothing needed changing (autograd graphs are kept).
+
+        Raises:
+            TypeError: not array-like, or a dtype other than floating point or uint8.
+            ValueError: wrong shape, or NaN / infinite values.
+        """
+        expected = f"(B, {', '.join(map(str, self.image_shape))})"
+        if not torch.is_tensor(y):
+            try:
+                y = torch.as_tensor(y)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise TypeError(
+                    f"{name}: expected a float tensor {expected} in [0, 1], got {type(y).__name__}"
+                ) from exc
+        dtype, device = parameter_dtype_device(self)
+        if y.dtype == torch.uint8:
+            y = y.to(dtype).div_(255.0)  # 8-bit pixels -> [0, 1]
+        elif not y.is_floating_point():
+            raise TypeError(
+                f"{name}: expected floating-point images in [0, 1] (or uint8 pixels), got {y.dtype}"
             )
+        if y.ndim != 1 + len(self.image_shape) or tuple(y.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{name}: expected images of shape {expected}, got {tuple(y.shape)}")
+        y = y.to(dtype=dtype, device=device if move else y.device)
+        if not torch.isfinite(y.detach()).all():
+            raise ValueError(f"{name}: images contain NaN or infinite values")
+        return y
 
     def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """dU/dy (B, *image_shape), the negative score."""
@@ -48,6 +119,7 @@ class DenoisingModel(nn.Module):
 
     def denoise(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """D(y, t) = y - t grad_y U(y, t), the estimate of E[x | y] (B, *image_shape)."""
+        y = self.check_images(y)
         t = batch_t(t, y)
         return y - t.view(-1, *([1] * (y.ndim - 1))) * self.grad_y(y, t)
 
@@ -70,7 +142,7 @@ class BaseEnergy(DenoisingModel):
 
     def energy(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Normalised energy U(y, t) in nats (B,); safe under ``torch.inference_mode``."""
-        self.check_images(y)
+        y = self.check_images(y)
         return self.raw_energy(y, batch_t(t, y)) + self.log_norm_nats
 
     def energy_and_scores(
@@ -95,7 +167,7 @@ class BaseEnergy(DenoisingModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("scores need autograd: call outside torch.inference_mode()")
-        self.check_images(y)
+        y = self.check_images(y)
         t = batch_t(t, y)
         with torch.enable_grad():
             if not y.requires_grad:
@@ -189,7 +261,7 @@ class ScoreModel(DenoisingModel):
         self.unet = UNet(config.unet)
 
     def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        self.check_images(y)
+        y = self.check_images(y)
         return self.unet(y, batch_t(t, y))
 
 

@@ -94,7 +94,7 @@ def noise_level_metrics(
     Returns:
         Per-level means over the N images.
     """
-    model.check_images(x)
+    x = model.check_images(x, "x", move=False)
     device = _model_device(model)
     generator = _generator(seed, device)
     d = model.d

@@ -84,7 +84,7 @@ def logp_gradient(
     Where it is positive, brightening that pixel raises log p. Computed with
     ``torch.autograd.grad`` on the input only (no parameter gradients), on the CPU.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     device = model_device(model, device)
     out = torch.empty_like(x, device="cpu")
     for rows in chunks(x.shape[0], batch_size):
@@ -123,7 +123,7 @@ def denoising_example(
     The Miyasawa-Tweedie denoiser of the energy (paper eq. 37) on one draw of noise per image,
     as in Table 1 (which averages the MSE over a test set).
     """
-    check_images(model, x)
+    x = check_images(model, x)
     t = float(units.psnr_db_to_t(float(psnr_db)))
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     noisy = x + math.sqrt(t) * z

@@ -45,7 +45,7 @@ def estimate_log_norm(
     Returns:
         The estimate, its standard error ``std(U_raw) / sqrt(N)``, and N.
     """
-    model.check_images(x)
+    x = model.check_images(x, "x", move=False)
     raw = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]

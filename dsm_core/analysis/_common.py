@@ -22,13 +22,11 @@ def model_device(model: torch.nn.Module, device: str | torch.device | None) -> t
     return torch.device("cpu")
 
 
-def check_images(model: DenoisingModel, x: torch.Tensor, name: str = "x") -> None:
-    """Raise unless x is (B, *model.image_shape) with B >= 1."""
-    if x.ndim != 1 + len(model.image_shape) or tuple(x.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(
-            f"{name}: expected shape (B, {', '.join(map(str, model.image_shape))}), "
-            f"got {tuple(x.shape)}"
-        )
+def check_images(model: DenoisingModel, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """``model.check_images`` without moving: x as a (B, *model.image_shape) tensor of the
+    model's dtype, on x's device (analyses move each batch); raises TypeError / ValueError
+    naming what is expected (see ``DenoisingModel.check_images``)."""
+    return model.check_images(x, name, move=False)
 
 
 def require_energy(model: DenoisingModel, what: str) -> BaseEnergy:
@@ -39,10 +37,10 @@ def require_energy(model: DenoisingModel, what: str) -> BaseEnergy:
 
 
 def as_t_grid(ts: torch.Tensor | list[float] | float) -> torch.Tensor:
-    """Noise variances as a 1-D float64 CPU tensor (T,), all >= 0."""
+    """Noise variances as a 1-D float64 CPU tensor (T,); ValueError unless all finite and >= 0."""
     ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).cpu()
-    if (ts < 0).any():
-        raise ValueError("noise variances t must be >= 0")
+    if not (torch.isfinite(ts) & (ts >= 0)).all():
+        raise ValueError(f"noise variances t must be finite and >= 0, got {ts.tolist()[:5]}")
     return ts
 
 

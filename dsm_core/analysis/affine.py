@@ -39,7 +39,7 @@ def affine_logp_db(
     Returns:
         log p in dB/dim, (B, A, Bg) on the CPU; for one image use ``affine_logp_db_grid``.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     device = model_device(model, device)
     a = torch.as_tensor(a, dtype=x.dtype).reshape(-1)
     b = torch.as_tensor(b, dtype=x.dtype).reshape(-1)

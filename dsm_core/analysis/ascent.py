@@ -92,7 +92,7 @@ def iter_logp_ascent(
         ``AscentStep(step, image, logp_db)`` with CPU tensors.
     """
     require_energy(model, "gradient ascent on log p")
-    check_images(model, x)
+    x = check_images(model, x)
     if unit not in ("nats", "db"):
         raise ValueError(f"unit must be 'nats' or 'db', got {unit!r}")
     if direction not in ("ascent", "descent"):
@@ -152,7 +152,7 @@ def ascend_logp(
         curve.append(item.logp_db)
         if best_image is None:
             best_image, best_logp = item.image.clone(), item.logp_db.clone()
-            best_step = torch.zeros(x.shape[0], dtype=torch.long)
+            best_step = torch.zeros(item.logp_db.shape[0], dtype=torch.long)
         else:
             improved = better(item.logp_db, best_logp)  # (B,)
             best_image[improved] = item.image[improved]

@@ -54,7 +54,7 @@ def denoise(
     Works for energy and score models. ``t`` is a float or (B,); returns (B, *image_shape) on the
     CPU, detached.
     """
-    check_images(model, y, "y")
+    y = check_images(model, y, "y")
     device = model_device(model, device)
     t = torch.as_tensor(t, dtype=y.dtype)
     t = t.expand(y.shape[0]) if t.ndim == 0 else t
@@ -94,7 +94,7 @@ def denoising_psnr(
     Returns:
         A ``DenoisingResult`` (float64, CPU).
     """
-    check_images(model, x)
+    x = check_images(model, x)
     psnr = default_psnr_grid() if psnr_in_db is None else psnr_in_db
     psnr = torch.as_tensor(psnr, dtype=torch.float64).reshape(-1)
     ts = units.psnr_db_to_t(psnr)

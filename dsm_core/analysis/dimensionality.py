@@ -157,7 +157,7 @@ def dimensionality_curves(
     Returns:
         ``DimensionalityCurves`` (CPU, float64).
     """
-    check_images(model, x)
+    x = check_images(model, x)
     if num_noise < 1:
         raise ValueError(f"num_noise must be >= 1, got {num_noise}")
     device = model_device(model, device)
@@ -257,7 +257,7 @@ def effective_energy_nats(
     Forward passes only (no gradients). At t_max it approaches ``(d/2) ln(2 pi e t)``.
     Arguments as ``dimensionality_curves``.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     device = model_device(model, device)
     ts = as_t_grid(ts)
     out = torch.empty(x.shape[0], len(ts), dtype=torch.float64)

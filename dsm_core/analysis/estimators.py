@@ -218,7 +218,7 @@ def ode_nll_nats(
         for a single probe).
     """
     require_energy(model, "the probability-flow ODE")
-    check_images(model, x)
+    x = check_images(model, x)
     _check_range(t_min, t_max)
     if prior not in ("gaussian", "model"):
         raise ValueError(f"prior must be 'gaussian' or 'model', got {prior!r}")
@@ -373,7 +373,7 @@ def mse_nll_nats(
     Returns:
         ``NLLEstimate`` with method "mse" and its Monte Carlo standard error.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     _check_range(t_min, t_max)
     if num_points < 2:
         raise ValueError(f"num_points must be >= 2, got {num_points}")
@@ -477,7 +477,7 @@ def sde_nll_nats(
     Returns:
         ``NLLEstimate`` with method "sde": mean over paths and its standard error.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     _check_range(t_min, t_max)
     if num_paths < 1 or num_steps < 1:
         raise ValueError("num_paths and num_steps must be >= 1")

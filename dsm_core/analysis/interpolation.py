@@ -61,7 +61,8 @@ def interpolation_logp_db(
     Returns:
         An ``Interpolation`` (tensors on the CPU, float64).
     """
-    check_images(model, x0, "x0")
+    x0 = check_images(model, x0, "x0")
+    x1 = check_images(model, x1, "x1")
     if x1.shape != x0.shape:
         raise ValueError(f"x1 must have the shape of x0 {tuple(x0.shape)}, got {tuple(x1.shape)}")
     if isinstance(alphas, int):

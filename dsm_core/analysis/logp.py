@@ -11,7 +11,7 @@ from dsm_core.analysis._common import (
     model_device,
 )
 from dsm_core.data import dequantize
-from dsm_core.energy import BaseEnergy
+from dsm_core.energy import BaseEnergy, batch_t
 
 
 def energy_nats(
@@ -27,13 +27,9 @@ def energy_nats(
     The one-shot estimate of ``-log p(x)`` (paper eq. 9 normalisation, §3.1). No graph is built
     (``torch.inference_mode``); ``t`` is a float or (B,). ``device`` defaults to the model's.
     """
-    check_images(model, x)
+    x = check_images(model, x)
     device = model_device(model, device)
-    t = (
-        torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0])
-        if not torch.is_tensor(t) or t.ndim == 0
-        else t
-    )
+    t = batch_t(t, x)  # (B,), checked
     out = []
     with torch.inference_mode():
         batch_size = batch_size_for(model.d, batch_size)
