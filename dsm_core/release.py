@@ -2,15 +2,16 @@
 
 A released file is ``torch.save(dict(step, args, state_dict, train_perf, test_perf))`` where
 ``args`` is an ``argparse.Namespace`` and the perf entries are instances of the authors' own
-classes (reference-spec §1.8). It is read with ``torch.load(weights_only=True)``: before loading,
-the pickle's global references are listed without running anything; ``argparse.Namespace`` and
-numpy's array/scalar constructors are allowed, references into modules that can run commands
-(os, subprocess, builtins, ...) are refused outright, and every other class is replaced by an
-inert stand-in that can only hold attributes (calling it with arguments is refused). No code from
-the checkpoint's modules is ever imported or executed.
+classes (reference-spec §1.8). It is read with the project's one restricted unpickler
+(``dsm_core.safe_pickle``, also used for pickled dataset batches): tensors, numpy arrays and
+scalars and ``argparse.Namespace`` load, references into modules that can run commands (os,
+subprocess, builtins, ...) are refused, and every other class is replaced by an inert stand-in
+that can only hold attributes (calling it with arguments is refused). No code from the
+checkpoint's modules is ever imported or executed.
 """
 
 import argparse
+import collections
 import logging
 import pickle
 import re
@@ -18,142 +19,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from dsm_core import safe_pickle
 from dsm_core.config import EnergyConfig, Head, UNetConfig
 from dsm_core.energy import EnergyModel, ScoreModel, model_from_config
 
 log = logging.getLogger(__name__)
-
-# Modules whose functions can run commands, import code or touch files: never referenced by a
-# legitimate checkpoint, so a reference to them is refused before anything is unpickled.
-DANGEROUS_MODULES = frozenset(
-    {
-        "builtins",
-        "__builtin__",
-        "os",
-        "posix",
-        "nt",
-        "sys",
-        "subprocess",
-        "shutil",
-        "importlib",
-        "runpy",
-        "pickle",
-        "_pickle",
-        "marshal",
-        "socket",
-        "ctypes",
-        "code",
-        "codeop",
-        "pty",
-        "webbrowser",
-        "multiprocessing",
-        "signal",
-        "types",
-        "functools",
-        "operator",
-        "pdb",
-        "platform",
-        "tempfile",
-        "io",
-        "_io",
-        "pathlib",
-        "urllib",
-        "http",
-        "requests",
-    }
-)
-
-# Data constructors numpy uses to pickle arrays and scalars (torch's docs allowlist these too).
-_NUMPY_GLOBALS = (
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray._reconstruct",
-    "numpy._core.multiarray._reconstruct",
-    "numpy.ndarray",
-    "numpy.dtype",
-)
 
 
 class ReleaseCheckpointError(RuntimeError):
     """A released checkpoint that cannot be read safely or does not fit our UNet."""
 
 
-class _InertObject:
-    """Stand-in for a class named in a checkpoint: stores attributes, runs no code.
-
-    Unpickling creates instances with ``cls.__new__(cls)`` and fills ``__dict__``; any call with
-    arguments (how a malicious pickle would use a function) is refused.
-    """
-
-    def __new__(cls, *args: Any, **kwargs: Any):
-        if args or kwargs:
-            raise pickle.UnpicklingError(
-                f"refusing to call {cls.__qualname__} with arguments while reading a checkpoint"
-            )
-        return super().__new__(cls)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__qualname__} {vars(self)}>"
-
-
-def _numpy_global(path: str) -> Any:
-    module_name, _, name = path.rpartition(".")
-    module = np
-    for part in module_name.split(".")[1:]:
-        module = getattr(module, part, None)
-        if module is None:
-            return None
-    return getattr(module, name, None)
-
-
-def _safe_globals_for(path: Path) -> list:
-    """Allowlist entries for ``torch.serialization.safe_globals`` covering a file's globals."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as exc:  # not a zip-format torch file, or corrupt
-        raise ReleaseCheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
-    entries: list = []
-    for full_name in names:
-        top = full_name.split(".", 1)[0]
-        if top in DANGEROUS_MODULES:
-            raise ReleaseCheckpointError(
-                f"{path}: refusing to load: the pickle references {full_name}, which could run "
-                "code; a model checkpoint never needs it"
-            )
-        if full_name == "argparse.Namespace":
-            entries.append(argparse.Namespace)
-            continue
-        if full_name in _NUMPY_GLOBALS or re.fullmatch(r"numpy\.dtypes\.\w+DType", full_name):
-            real = _numpy_global(full_name)
-            if real is not None:
-                entries.append((real, full_name))
-                continue
-        stub = type(full_name.rpartition(".")[2], (_InertObject,), {})
-        stub.__qualname__ = full_name
-        entries.append((stub, full_name))
-        log.info("%s: %s replaced by an inert stand-in", path, full_name)
-    return entries
+# What a torch.save'd dict of tensors and an argparse.Namespace needs besides numpy data (torch
+# resolves its storage types itself); every other class becomes an inert stand-in.
+_CHECKPOINT_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("argparse", "Namespace"): argparse.Namespace,
+}
 
 
 def safe_load_checkpoint(path: str | Path) -> dict:
-    """``torch.load`` of a released checkpoint with weights_only=True and inert stand-ins.
+    """``torch.load`` of a released checkpoint through ``dsm_core.safe_pickle``, nothing executed.
+
+    Tensors, numpy arrays and scalars (e.g. ``np.float64(K)``), ``argparse.Namespace`` and plain
+    data load; other classes become inert stand-ins holding their attributes.
 
     Raises:
-        ReleaseCheckpointError: for a file that references code-running globals or does
-            something else unsafe (the message names it); nothing is executed.
+        ReleaseCheckpointError: not a torch checkpoint, or a pickle that references code-running
+            globals or calls an unknown one with arguments (the message names it).
     """
     path = Path(path)
-    entries = _safe_globals_for(path)
+
+    def report(unpickler: safe_pickle.SafeUnpickler) -> None:
+        for name in unpickler.replaced:
+            log.info("%s: %s replaced by an inert stand-in", path, name)
+
+    module = safe_pickle.pickle_module(
+        path, extra_globals=_CHECKPOINT_GLOBALS, inert_unknown=True, on_load=report
+    )
     try:
-        with torch.serialization.safe_globals(entries):
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        data = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=module)
     except pickle.UnpicklingError as exc:
-        # torch wraps the reason in advice about weights_only=False, which must not be taken here
-        reason = str(exc).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
-        raise ReleaseCheckpointError(f"{path}: refused while unpickling: {reason.strip()}") from exc
+        raise ReleaseCheckpointError(f"{path}: refused while unpickling: {exc}") from exc
+    except Exception as exc:  # not a torch file, truncated, corrupt
+        raise ReleaseCheckpointError(
+            f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(data, dict):
         raise ReleaseCheckpointError(f"{path}: expected a dict, got {type(data).__name__}")
     return data

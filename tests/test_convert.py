@@ -8,6 +8,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,69 @@ def test_unknown_callables_become_inert(tmp_path):
     torch.save({"test_perf": Perf(3.0)}, path)
     perf = safe_load_checkpoint(path)["test_perf"]
     assert type(perf) is not Perf and perf.log_normalization_constant == 3.0
+
+
+class ObjectArrayPayload:
+    """An object array whose element runs a shell command when unpickled by plain pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_numpy_values_load_as_data(tmp_path):
+    """np.float64 K, numpy arrays and integers (as torch.save stores them) are data."""
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny").eval()
+    path = release_file(tmp_path, model)
+    document = torch.load(path, weights_only=False)
+    constant = np.float64(5845.43)
+    document["test_perf"].log_normalization_constant = constant
+    document["test_perf"].history = np.linspace(0.0, 1.0, 5, dtype=np.float32)
+    document["args"].seed = np.int64(7)
+    document["extra"] = {"perm": np.arange(6, dtype=np.int16).reshape(2, 3), "flag": np.bool_(1)}
+    torch.save(document, path)
+    loaded = safe_load_checkpoint(path)
+    perf = loaded["test_perf"]
+    assert type(perf.log_normalization_constant) is np.float64
+    assert perf.log_normalization_constant == constant
+    np.testing.assert_array_equal(perf.history, document["test_perf"].history)
+    assert loaded["args"].seed == 7 and loaded["extra"]["perm"].dtype == np.int16
+    np.testing.assert_array_equal(loaded["extra"]["perm"], document["extra"]["perm"])
+    converted = convert_release(path)
+    assert converted.model.log_norm_nats == float(constant)
+    # an object array is still data only: its elements' globals go through the same check
+    marker = tmp_path / "pwned"
+    evil = np.empty(1, dtype=object)
+    evil[0] = ObjectArrayPayload(marker)
+    torch.save({"state_dict": {}, "x": evil}, tmp_path / "evil.pth.tar")
+    with pytest.raises(ReleaseCheckpointError, match="system"):
+        safe_load_checkpoint(tmp_path / "evil.pth.tar")
+    assert not marker.exists()
+
+
+def test_release_and_dataset_pickles_share_one_unpickler(tmp_path, monkeypatch):
+    """Both readers resolve globals through dsm_core.safe_pickle.SafeUnpickler.find_class."""
+    import pickle
+
+    from dsm_core import safe_pickle
+    from dsm_core.data import safe_unpickle
+
+    seen = []
+    original = safe_pickle.SafeUnpickler.find_class
+
+    def spy(self, module, name):
+        seen.append(f"{module}.{name}")
+        return original(self, module, name)
+
+    monkeypatch.setattr(safe_pickle.SafeUnpickler, "find_class", spy)
+    torch.save({"K": np.float64(1.5)}, tmp_path / "k.pth.tar")
+    assert safe_load_checkpoint(tmp_path / "k.pth.tar")["K"] == 1.5
+    assert any(name.endswith("multiarray.scalar") for name in seen)
+    seen.clear()
+    with open(tmp_path / "batch.pkl", "wb") as file:
+        pickle.dump({b"K": np.float64(2.5), b"data": np.zeros((1, 3))}, file, protocol=2)
+    assert safe_unpickle(tmp_path / "batch.pkl")[b"K"] == 2.5
+    assert any(name.endswith("multiarray.scalar") for name in seen)

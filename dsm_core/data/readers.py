@@ -1,17 +1,14 @@
 """Readers for ImageNet64, CIFAR-10, image folders, arrays, idx files and digits -> ImageDataset."""
 
 import gzip
-import io
 import logging
 import math
-import pickle
 import re
 import shutil
 import struct
 import tempfile
-import types
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dsm_core.data.dataset import ImageDataset, center_crop_box, rgb_to_gray
+from dsm_core.safe_pickle import safe_unpickle
 
 logger = logging.getLogger(__name__)
 
@@ -78,66 +76,6 @@ def _planar_rows_to_images(data: np.ndarray, source: Path) -> np.ndarray:
             "(expected channel-planar RGB rows, e.g. 12288 for 64x64)"
         )
     return data.reshape(len(data), 3, side, side)
-
-
-# ---------------------------------------------------------------------------------------------
-# Restricted unpickling (CIFAR-10 and ImageNet64 pickled batches)
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes, restricted to latin-1."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-def _allowed_pickle_globals() -> Mapping[tuple[str, str], Callable[..., Any]]:
-    """The only globals a pickled dict of numpy arrays, lists, bytes and ints needs."""
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-    allowed = {}
-    for package in ("numpy.core", "numpy._core"):
-        # protocols 0-4: np.ndarray.__reduce__ -> _reconstruct(ndarray, shape, dtype) + setstate
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        # protocol 5: _frombuffer(buffer, dtype, shape, order)
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    allowed[("_codecs", "encode")] = _latin1_encode  # protocol 2 from Python 3 pickles bytes so
-    return types.MappingProxyType(allowed)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy array reconstruction; every other global is refused."""
-
-    def __init__(self, file: io.BufferedIOBase, source: Path) -> None:
-        super().__init__(file, encoding="bytes")  # Python 2 str -> bytes, as CIFAR requires
-        self._source = source
-        self._allowed = _allowed_pickle_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = self._allowed.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"{self._source}: refusing to load global {module}.{name}; only numpy arrays, "
-                "dicts, lists, bytes, str and numbers are allowed in a dataset pickle"
-            )
-        return found
-
-
-def safe_unpickle(path: str | Path) -> Any:
-    """Load a pickle that may contain only numpy arrays and plain Python data.
-
-    Raises:
-        pickle.UnpicklingError: if the pickle names any other global (e.g. ``os.system``);
-            nothing named by such a pickle is imported or called.
-    """
-    path = Path(path)
-    with open(path, "rb") as file:
-        result = _RestrictedUnpickler(file, path).load()
-    return result
 
 
 def _check_pickled_batch(batch: Any, source: Path) -> tuple[np.ndarray, np.ndarray | None]:
