@@ -33,14 +33,35 @@ class ModelLoadError(RuntimeError):
     """A model folder or Hub repository that cannot be loaded; the message says why."""
 
 
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the process umask (e.g. 0o644).
+
+    Read from /proc (Linux), which leaves the umask alone; elsewhere by setting and restoring it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so readers never see a partial file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``, so readers never see a partial file.
+
+    The file gets ``new_file_mode()``, like every other file the project writes: set after
+    ``write`` because mkstemp makes 0600 and some writers (safetensors >= 0.8) replace the
+    temporary file with one of their own.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; model folders are meant to be shared
     try:
         write(Path(tmp))
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
