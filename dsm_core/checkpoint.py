@@ -5,15 +5,17 @@ normalisation constant K and free-form metadata (data, steps, ...); loading refu
 field, missing or unexpected tensor and shape mismatch, naming it.
 """
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dsm_core.config import EnergyConfig, from_dict, to_dict
@@ -24,9 +26,22 @@ log = logging.getLogger(__name__)
 FORMAT = "dsm-explorer/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-# Files a model folder may carry besides the weights; fetched together from the Hub.
-COMPANION_FILES = ("test_logp_db.npz", "test_images.npz", "metrics.json", "README.md")
 _CONFIG_KEYS = {"format", "model", "log_norm_nats", "metadata"}
+# Limits checked before anything is allocated: the release's imagenet64 preset has 8.6 M
+# parameters; the bundled companion files are well under a megabyte.
+MAX_PARAMETERS = 64_000_000
+MAX_IMAGE_SIZE = 4096
+MAX_JSON_BYTES = 1_000_000
+MAX_HEADER_BYTES = 16_000_000  # a safetensors header (names, shapes, offsets)
+COMPANION_MAX_BYTES = {
+    "test_logp_db.npz": 64_000_000,
+    "test_images.npz": 64_000_000,
+    "metrics.json": MAX_JSON_BYTES,
+    "README.md": MAX_JSON_BYTES,
+}
+# Files a model folder may carry besides the weights; fetched together from the Hub.
+COMPANION_FILES = tuple(COMPANION_MAX_BYTES)
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 
 
 class ModelLoadError(RuntimeError):
@@ -103,10 +118,45 @@ def save_model(
     return folder
 
 
-def read_json_object(path: Path, error: type[Exception]) -> dict:
-    """A JSON file holding one object; raises ``error``, naming the file, otherwise."""
+def describe_bad_download(path: Path) -> str | None:
+    """What a file that should be weights or JSON actually is, for common bad downloads, or None.
+
+    Recognised from its first bytes: a Git LFS pointer (cloned without git-lfs), an HTML page
+    (a login or error page saved in place of the file), a UTF-8 byte-order mark before JSON.
+    """
+    with open(path, "rb") as file:
+        head = file.read(512)
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return (
+            f"{path.name} is a Git LFS pointer file ({path.stat().st_size} bytes), not the file "
+            "itself: the repository was cloned without Git LFS; run `git lfs install` and "
+            "`git lfs pull` in it, or download the file from the Hub"
+        )
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return f"{path.name} is an HTML page (a login or error page saved in its place)"
+    if head.startswith(b"\xef\xbb\xbf") and path.suffix == ".json":
+        return (
+            f"{path.name} starts with a UTF-8 byte-order mark (as some Windows editors save); "
+            "JSON must not: save it as UTF-8 without BOM"
+        )
+    return None
+
+
+def read_json_object(path: Path, error: type[Exception], max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """A JSON file holding one object; raises ``error``, naming the file, otherwise.
+
+    Files over ``max_bytes``, LFS pointers, HTML pages and files with a byte-order mark are
+    refused with a message saying what they are.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise error(f"{path}: {size:,} bytes is more than the limit of {max_bytes:,} for JSON")
+    problem = describe_bad_download(path)
+    if problem is not None:
+        raise error(f"{path}: {problem}")
     try:
-        document = json.loads(Path(path).read_text())
+        document = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(document, dict):
@@ -114,8 +164,60 @@ def read_json_object(path: Path, error: type[Exception]) -> dict:
     return document
 
 
-def read_config(folder: str | Path) -> tuple[EnergyConfig, float, dict]:
-    """(architecture, K in nats, metadata) from a model folder's ``config.json``."""
+def check_config_values(config: EnergyConfig, where: str = "config") -> None:
+    """Refuse values that would give NaN or nonsense before anything is built.
+
+    Every number must be finite, every integer >= 0; ``image_size`` (at most
+    ``MAX_IMAGE_SIZE``), ``data_var``, ``channels``, ``base_width`` and ``kernel_size`` positive;
+    ``2 ** num_scales`` at most ``image_size``.
+
+    Raises:
+        ModelLoadError: naming the field and its value.
+    """
+
+    def walk(obj: object, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value, name = getattr(obj, f.name), f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{name}.")
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            elif not math.isfinite(value):
+                raise ModelLoadError(f"{where}: {name} = {value} is not a finite number")
+            elif isinstance(value, int) and value < 0:
+                raise ModelLoadError(f"{where}: {name} = {value} must be >= 0")
+
+    walk(config, "model.")
+    positive = {
+        "model.image_size": config.image_size,
+        "model.data_var": config.data_var,
+        "model.unet.channels": config.unet.channels,
+        "model.unet.base_width": config.unet.base_width,
+        "model.unet.kernel_size": config.unet.kernel_size,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ModelLoadError(f"{where}: {name} = {value} must be positive")
+    if config.image_size > MAX_IMAGE_SIZE:
+        raise ModelLoadError(
+            f"{where}: model.image_size = {config.image_size} is more than {MAX_IMAGE_SIZE}"
+        )
+    if 2**config.unet.num_scales > config.image_size:
+        raise ModelLoadError(
+            f"{where}: model.unet.num_scales = {config.unet.num_scales} needs images of at least "
+            f"{2**config.unet.num_scales} pixels, model.image_size is {config.image_size}"
+        )
+
+
+def read_config(folder: str | Path) -> tuple[EnergyConfig, float | None, dict]:
+    """(architecture, K in nats, metadata) from a model folder's ``config.json``, checked.
+
+    K is required and finite for energy heads, and None for score networks.
+
+    Raises:
+        ModelLoadError: missing, oversized or malformed file, unknown field, or a value out of
+            range (named).
+    """
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path}: missing (a model folder needs {CONFIG_FILE})")
@@ -131,39 +233,134 @@ def read_config(folder: str | Path) -> tuple[EnergyConfig, float, dict]:
         config = from_dict(EnergyConfig, document["model"])
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
+    check_config_values(config, str(path))
     log_norm = document.get("log_norm_nats")
-    return config, 0.0 if log_norm is None else float(log_norm), document.get("metadata") or {}
+    if config.head == "score":
+        log_norm = None  # a score network has no energy, so no constant
+    elif isinstance(log_norm, bool) or not isinstance(log_norm, int | float):
+        raise ModelLoadError(
+            f"{path}: log_norm_nats = {log_norm!r}: an energy model needs its normalisation "
+            "constant K in nats (a number); without it every log p would be shifted"
+        )
+    elif not math.isfinite(log_norm):
+        raise ModelLoadError(f"{path}: log_norm_nats = {log_norm} is not a finite number")
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{path}: metadata must be a JSON object")
+    return config, None if log_norm is None else float(log_norm), metadata
 
 
-def load_model_folder(folder: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild and strictly load the model in a local folder; eval mode, frozen parameters."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelLoadError(f"{folder}: not a folder")
-    config, log_norm_nats, metadata = read_config(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelLoadError(f"{weights}: missing (a model folder needs {WEIGHTS_FILE})")
+def expected_tensor_shapes(
+    config: EnergyConfig, max_parameters: int = MAX_PARAMETERS
+) -> dict[str, tuple[int, ...]]:
+    """The state dict's names and shapes a config implies, built on the meta device (no memory).
+
+    Raises:
+        ModelLoadError: the config cannot be built, or has more than ``max_parameters`` values.
+    """
     try:
-        state = load_file(str(weights), device=str(device))
+        with torch.device("meta"):
+            skeleton = model_from_config(config)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"the config does not describe a buildable model: {exc}") from exc
+    shapes = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    total = sum(math.prod(shape) for shape in shapes.values())
+    if total > max_parameters:
+        raise ModelLoadError(
+            f"the config describes {total:,} parameters, more than the limit of "
+            f"{max_parameters:,}; refused before allocating anything"
+        )
+    return shapes
+
+
+def check_weights_header(weights: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compare a safetensors file's header (names, shapes, dtypes) with ``expected``; no data read.
+
+    Raises:
+        ModelLoadError: a bad download, an oversized or unreadable file, a missing or unexpected
+            tensor, a shape mismatch, or a non-float tensor (each named).
+    """
+    problem = describe_bad_download(weights)
+    if problem is not None:
+        raise ModelLoadError(f"{weights}: {problem}")
+    most = sum(math.prod(s) for s in expected.values()) * 8 + MAX_HEADER_BYTES  # float64 + header
+    size = weights.stat().st_size
+    if size > most:
+        raise ModelLoadError(
+            f"{weights}: {size:,} bytes is more than the config's {len(expected)} tensors can "
+            f"need ({most:,} bytes)"
+        )
+    try:
+        with safe_open(str(weights), framework="pt") as file:
+            header = {
+                name: (tuple(file.get_slice(name).get_shape()), file.get_slice(name).get_dtype())
+                for name in file.keys()  # noqa: SIM118 - safe_open has keys(), no __iter__
+            }
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(f"{weights}: unreadable safetensors file ({exc})") from exc
-    model = model_from_config(config, log_norm_nats)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
         raise ModelLoadError(
             f"{weights}: tensors do not match the config: missing {missing[:5]}"
             f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
             f"{' ...' if len(unexpected) > 5 else ''}"
         )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
+    for name, (shape, dtype) in header.items():
+        if shape != expected[name]:
             raise ModelLoadError(
-                f"{weights}: tensor {name!r} has shape {tuple(tensor.shape)}, "
-                f"the config needs {tuple(expected[name].shape)}"
+                f"{weights}: tensor {name!r} has shape {shape}, the config needs {expected[name]}"
             )
+        if dtype not in FLOAT_DTYPES:
+            raise ModelLoadError(
+                f"{weights}: tensor {name!r} is {dtype}; weights must be floating point "
+                f"({', '.join(sorted(FLOAT_DTYPES))})"
+            )
+
+
+def check_companion_sizes(folder: Path) -> None:
+    """Refuse a folder whose companion files are larger than ``COMPANION_MAX_BYTES`` allows."""
+    for name, limit in COMPANION_MAX_BYTES.items():
+        path = folder / name
+        if path.is_file() and path.stat().st_size > limit:
+            raise ModelLoadError(
+                f"{path}: {path.stat().st_size:,} bytes is more than the limit of {limit:,}"
+            )
+
+
+def load_model_folder(
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    max_parameters: int = MAX_PARAMETERS,
+):
+    """Validate, then rebuild and strictly load the model in a local folder; eval mode, frozen.
+
+    Before anything is allocated: the config's values (``read_config``), the companion files'
+    sizes, the parameter count the config implies (built on the meta device) and the weights'
+    safetensors header (names, shapes, float dtypes). Then the weights are read and must be
+    finite.
+
+    Raises:
+        ModelLoadError: naming the file, field or tensor at fault.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: not a folder")
+    check_companion_sizes(folder)
+    config, log_norm_nats, metadata = read_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights}: missing (a model folder needs {WEIGHTS_FILE})")
+    check_weights_header(weights, expected_tensor_shapes(config, max_parameters))
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    for name, tensor in state.items():
+        if not torch.isfinite(tensor).all():
+            raise ModelLoadError(f"{weights}: tensor {name!r} holds NaN or infinite values")
+    model = model_from_config(config, 0.0 if log_norm_nats is None else log_norm_nats)
     model.load_state_dict(state, strict=True)
     model.metadata = metadata
     model.source = str(folder)

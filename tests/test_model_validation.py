@@ -1,0 +1,176 @@
+"""A model folder is validated before anything is allocated: config values, parameter count
+(built on the meta device), safetensors header shapes and dtypes, file sizes, bad downloads."""
+
+import dataclasses
+import json
+import math
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import dsm_core as dc
+import dsm_core.checkpoint as ckpt
+from dsm_core.checkpoint import ModelLoadError
+from dsm_core.energy import ScoreModel
+
+
+@pytest.fixture
+def folder(tmp_path, tiny_model):
+    tiny_model.log_norm_nats = -12.5
+    return dc.save_model(tiny_model, tmp_path / "model")
+
+
+def _edit_config(folder, edit) -> None:
+    path = folder / "config.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """The default device of every model construction during a load."""
+    devices = []
+    original = ckpt.model_from_config
+
+    def recording(*args, **kwargs):
+        devices.append(torch.empty(0).device.type)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "model_from_config", recording)
+    return devices
+
+
+def test_a_huge_config_is_refused_before_allocating(folder, builds):
+    _edit_config(folder, lambda d: d["model"]["unet"].update(base_width=8192))
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="parameters, more than the limit"):
+        dc.load_model(folder)
+    assert time.perf_counter() - start < 5
+    assert builds == ["meta"]
+
+
+def test_a_wider_config_than_the_weights_is_refused_from_the_header(folder, builds, monkeypatch):
+    _edit_config(folder, lambda d: d["model"]["unet"].update(base_width=16))
+    monkeypatch.setattr(ckpt, "load_file", lambda *a, **k: pytest.fail("tensor data was read"))
+    with pytest.raises(ModelLoadError, match=r"has shape .* the config needs"):
+        dc.load_model(folder)
+    assert builds == ["meta"]
+
+
+def test_the_release_preset_is_within_the_parameter_cap():
+    config = dc.build_energy_model("imagenet64").config
+    shapes = ckpt.expected_tensor_shapes(config)
+    assert sum(math.prod(s) for s in shapes.values()) == 8_647_552
+    with pytest.raises(ModelLoadError, match="more than the limit of 8,000,000"):
+        ckpt.expected_tensor_shapes(config, max_parameters=8_000_000)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("log_norm_nats"), "log_norm_nats = None"),
+        (lambda d: d.update(log_norm_nats=None), "log_norm_nats = None"),
+        (lambda d: d.update(log_norm_nats="12"), "log_norm_nats = '12'"),
+        (lambda d: d.update(log_norm_nats=float("nan")), "log_norm_nats = nan"),
+        (lambda d: d.update(log_norm_nats=float("inf")), "log_norm_nats = inf"),
+        (lambda d: d["model"].update(image_size=0), "image_size = 0 must be positive"),
+        (lambda d: d["model"].update(image_size=-16), "image_size = -16 must be >= 0"),
+        (lambda d: d["model"].update(data_var=-0.5), "data_var = -0.5 must be positive"),
+        (lambda d: d["model"].update(data_var=float("nan")), "data_var = nan is not a finite"),
+        (lambda d: d["model"]["unet"].update(norm_eps=float("inf")), "norm_eps = inf"),
+        (lambda d: d["model"]["unet"].update(num_scales=40), "num_scales = 40 needs images"),
+        (lambda d: d["model"].update(image_size=10**6), "is more than 4096"),
+    ],
+)
+def test_out_of_range_config_values_are_refused_by_name(folder, builds, edit, message):
+    _edit_config(folder, edit)
+    with pytest.raises(ModelLoadError, match=message):
+        dc.load_model(folder)
+    assert builds in ([], ["meta"])
+
+
+def test_a_score_network_needs_no_constant(tmp_path):
+    config = dataclasses.replace(dc.build_energy_model("tiny").config, head="score")
+    folder = dc.save_model(ScoreModel(config), tmp_path / "score")
+    assert json.loads((folder / "config.json").read_text())["log_norm_nats"] is None
+    assert isinstance(dc.load_model(folder), ScoreModel)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s, n: s[n].fill_(float("nan")), "holds NaN or infinite"),
+        (lambda s, n: s[n].view(-1)[0].fill_(float("inf")), "holds NaN or infinite"),
+        (lambda s, n: s.update({n: s[n].to(torch.int64)}), "is I64; weights must be floating"),
+        (lambda s, n: s.update({n: s[n].to(torch.uint8)}), "is U8; weights must be floating"),
+    ],
+)
+def test_bad_weight_values_are_refused_naming_the_tensor(folder, edit, message):
+    state = load_file(str(folder / "model.safetensors"))
+    name = sorted(state)[-1]
+    edit(state, name)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=rf"{name!r}.*{message}|{message}"):
+        dc.load_model(folder)
+
+
+def test_float64_and_float16_weights_load(folder, tiny_images):
+    expected = dc.load_model(folder).energy(tiny_images, 0.1)
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.double() for k, v in state.items()}, str(folder / "model.safetensors"))
+    torch.testing.assert_close(dc.load_model(folder).energy(tiny_images, 0.1), expected)
+
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 34619520\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("model.safetensors", LFS_POINTER.encode(), "Git LFS pointer file .*git lfs pull"),
+        ("config.json", LFS_POINTER.encode(), "Git LFS pointer file"),
+        ("model.safetensors", b"<!DOCTYPE html><html>Sign in</html>", "an HTML page"),
+    ],
+)
+def test_bad_downloads_say_what_happened(folder, name, content, message):
+    (folder / name).write_bytes(content)
+    with pytest.raises(ModelLoadError, match=message):
+        dc.load_model(folder)
+
+
+def test_a_config_with_a_byte_order_mark_says_so(folder):
+    path = folder / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    with pytest.raises(ModelLoadError, match="byte-order mark"):
+        dc.load_model(folder)
+
+
+@pytest.mark.parametrize("name", ["config.json", *ckpt.COMPANION_FILES])
+def test_oversized_json_and_companion_files_are_refused(folder, name):
+    limit = ckpt.COMPANION_MAX_BYTES.get(name, ckpt.MAX_JSON_BYTES)
+    with open(folder / name, "ab") as file:
+        file.truncate(limit + 1)  # sparse: nothing is written to disk
+    with pytest.raises(ModelLoadError, match=f"more than the limit of {limit:,}"):
+        dc.load_model(folder)
+
+
+def test_weights_larger_than_the_config_can_need_are_refused(folder):
+    path = folder / "model.safetensors"
+    most = (
+        sum(
+            math.prod(s) for s in ckpt.expected_tensor_shapes(dc.load_model(folder).config).values()
+        )
+        * 8
+        + ckpt.MAX_HEADER_BYTES
+    )
+    with open(path, "ab") as file:
+        file.truncate(most + 1)
+    with pytest.raises(ModelLoadError, match="more than the config's"):
+        dc.load_model(folder)
