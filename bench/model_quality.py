@@ -65,7 +65,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import add_threads_arg, load_note, set_threads
-from scipy import stats
 from tqdm import tqdm
 
 import dsm_core as dc
@@ -663,18 +662,17 @@ def measure_affine(model, x: torch.Tensor, settings: Settings, seed: int) -> dic
 def distribution_figures(logp: torch.Tensor, test_set: EvalSet) -> dict:
     values = logp.double().numpy()
     fit = dc.fit_gumbel(values)
-    normal_ks = stats.kstest(values, "norm", args=(fit.normal_mean, fit.normal_sd)).statistic
     return {
         "num_values": int(values.size),
         "num_scenes": test_set.num_scenes,
-        "skew": float(stats.skew(values)),
+        "skew": fit.skewness,
         "gumbel_loc_db": fit.loc,
         "gumbel_scale_db": fit.scale,
         "gumbel_ks": fit.ks_statistic,
         "gumbel_nll": fit.mean_nll,
         "normal_mean_db": fit.normal_mean,
         "normal_sd_db": fit.normal_sd,
-        "normal_ks": float(normal_ks),
+        "normal_ks": fit.normal_ks_statistic,
         "normal_nll": fit.normal_nll,
     }
 

@@ -40,6 +40,23 @@ def test_fit_is_scipy_mle_and_not_the_left_skewed_law():
     assert -stats.gumbel_l.logpdf(values, left_loc, left_scale).mean() > fit.mean_nll + 0.05
 
 
+def test_normal_comparison_and_skewness():
+    rng = np.random.default_rng(4)
+    gumbel = dc.fit_gumbel(stats.gumbel_r.rvs(9.57, 3.17, size=20_000, random_state=rng))
+    normal = dc.fit_gumbel(rng.normal(5.0, 2.0, size=20_000))
+    # a Gumbel's skewness is 12 sqrt(6) zeta(3) / pi^3 = 1.1395; a Normal's 0
+    assert gumbel.skewness == pytest.approx(1.1395, abs=0.1)
+    assert abs(normal.skewness) < 0.1
+    # the Normal fit is far from Gumbel data and close to Normal data
+    assert gumbel.normal_ks_statistic > 0.05 > gumbel.ks_statistic
+    assert normal.normal_ks_statistic < 0.015 < normal.ks_statistic
+    values = rng.normal(0.0, 1.0, size=300)
+    fit = dc.fit_gumbel(values)
+    ks = stats.kstest(values, "norm", args=(values.mean(), values.std()))
+    assert fit.normal_ks_statistic == pytest.approx(ks.statistic, abs=1e-12)
+    assert fit.skewness == pytest.approx(stats.skew(values), abs=1e-12)
+
+
 def test_frechet_parameters_of_the_paper_fit():
     # reference-spec §5.2: gumbel_r loc 9.5659, scale 3.1683 -> Frechet shape 1.3707, scale 9.0488
     shape, scale = frechet_parameters(9.5659, 3.1683)
