@@ -13,6 +13,7 @@ checked from their .npy header the same way. Nothing is ever unpickled.
 """
 
 import io
+import math
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -21,26 +22,44 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from dsm_core.data.dataset import center_crop_box, resize_images, rgb_to_gray
 from dsm_core.data.readers import (
     IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
     npz_member_shape,
     read_array,
     to_8bit_gray_or_rgb,
+    to_uint8,
 )
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: a large photo, ~120 MB as RGB uint8
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels in the header: a large photo, refused above
+# Larger images are downscaled while decoding: 4.2 megapixels (2048 x 2048), 12.6 MB as RGB.
+DEFAULT_MAX_DECODED_PIXELS = 2048 * 2048
 DEFAULT_MAX_ARRAY_ELEMENTS = 16_000_000  # values in an uploaded .npy/.npz array
 ARRAY_SUFFIXES = (".npy", ".npz")
-IMAGE_SUFFIXES: tuple[str, ...] = tuple(sorted(IMAGE_EXTENSIONS))  # what Pillow reads here
+# What decode_image reads (lower case; names are compared in lower case); the same list filters
+# training image folders.
+IMAGE_SUFFIXES: tuple[str, ...] = tuple(sorted(IMAGE_EXTENSIONS))
 FitMode = Literal["resize", "crop"]
 SmallPolicy = Literal["pad", "upscale", "refuse"]
 FIT_MODES: tuple[str, ...] = ("resize", "crop")
 SMALL_POLICIES: tuple[str, ...] = ("pad", "upscale", "refuse")
 
 _EXIF_ORIENTATION = 0x0112
+# The valid EXIF orientations (2-8) and the transposition that makes each upright.
+_EXIF_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SRGB = ImageCms.createProfile("sRGB")
+_STRIP_PIXELS = 1 << 22  # pixels per strip when reducing a large image
 
 
 class ImageLoadError(ValueError):
@@ -136,34 +155,129 @@ def _pil_notes(image: Image.Image) -> list[str]:
     return [f"{mode} image: converted to RGB"]
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def _reduce_while_decoding(
+    opened: Image.Image, max_decoded_pixels: int
+) -> tuple[Image.Image, list[str]]:
+    """Decode the current frame no larger than ``max_decoded_pixels`` (same aspect ratio).
+
+    JPEG is decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (``Image.draft``), so the full
+    image never exists in memory; other formats are decoded once at full size (at most the
+    header-checked ``max_pixels``) and box-reduced by an integer factor (``Image.reduce``), then
+    fitted exactly with a Lanczos thumbnail. The result is what every later step sees.
+    (A later tiled reader, e.g. a log p map at native resolution, would take tiles from the
+    full-size decode here, before the reduction.)
+    """
+    width, height = opened.size
+    if width * height <= max_decoded_pixels:
+        opened.load()
+        return opened, []
+    scale = math.sqrt(max_decoded_pixels / (width * height))
+    target = (max(1, int(width * scale)), max(1, int(height * scale)))
+    if opened.format == "JPEG":
+        opened.draft(opened.mode, target)  # DCT scaling: decodes at most 8x smaller
+    opened.load()
+    image = opened
+    if image.mode in ("P", "PA") or "transparency" in image.info:  # reduce needs real values
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif image.mode in ("1", "I;16", "I;16B", "I;16L"):
+        image = image.convert("L" if image.mode == "1" else "I")
+    factor = min(image.size[0] // target[0], image.size[1] // target[1])
+    if factor > 1:
+        image = _box_reduce(image, factor)
+    if image.size[0] * image.size[1] > max_decoded_pixels:
+        image = image.copy() if image is opened else image
+        image.thumbnail(target, Image.Resampling.LANCZOS)
+    note = (
+        f"downscaled from {width}x{height} to {image.size[0]}x{image.size[1]} while decoding "
+        f"(limit {max_decoded_pixels:,} pixels; 'crop' sees this scale)"
+    )
+    return image, [note]
+
+
+def _box_reduce(image: Image.Image, factor: int) -> Image.Image:
+    """``Image.reduce(factor)`` (box average of factor x factor blocks) strip by strip.
+
+    Pillow reduces RGBA and LA through a premultiplied full-size copy; strips of about 4
+    megapixels keep that copy small. Edge rows and columns beyond a multiple of ``factor`` are
+    dropped.
+    """
+    width, height = (v // factor * factor for v in image.size)
+    out = Image.new(image.mode, (width // factor, height // factor))
+    rows = max(1, _STRIP_PIXELS // (width * factor)) * factor
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height))).reduce(factor)
+        out.paste(strip, (0, top // factor))
+    return out
+
+
+def _to_srgb(image: Image.Image) -> tuple[Image.Image, list[str]]:
+    """Convert through an embedded ICC profile to sRGB (Pillow's ImageCms), with a note.
+
+    RGB(A) and CMYK images are converted (alpha kept); other modes, and profiles that cannot be
+    read or applied, keep their values, with a note saying so.
+    """
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return image, []
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(source).strip() or "unnamed"
+    except (ImageCms.PyCMSError, OSError, TypeError, ValueError) as exc:
+        return image, [f"embedded ICC profile unreadable ({exc}): values used as sRGB"]
+    if image.mode not in ("RGB", "RGBA", "CMYK"):
+        return image, [f"embedded ICC profile {name!r} not applied to a {image.mode} image"]
+    output_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+    try:
+        converted = ImageCms.profileToProfile(
+            image, source, _SRGB, outputMode=output_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        return image, [
+            f"embedded ICC profile {name!r} could not be applied ({exc}): values used as sRGB"
+        ]
+    converted.info = {k: v for k, v in image.info.items() if k != "icc_profile"}
+    return converted, [f"converted from the embedded ICC profile {name!r} to sRGB"]
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
+) -> DecodedImage:
     """Decode image-file bytes to uint8 (C, H, W), refusing oversized or broken files.
 
-    The first frame of an animation or multi-page file is used, the EXIF orientation applied,
-    and the pixels converted by ``dsm_core.data.to_8bit_gray_or_rgb``.
+    Steps: the header's size is checked against ``max_pixels``; the first frame of an
+    animation or multi-page file is decoded, reduced to at most ``max_decoded_pixels`` (JPEG by
+    the decoder itself); the EXIF orientation is applied (values 2-8; others leave the image as
+    it is); an embedded ICC profile is converted to sRGB; the pixels are converted by
+    ``dsm_core.data.to_8bit_gray_or_rgb``. Memory: about ``max_pixels`` x (bytes per pixel of
+    the file's mode, at most 4) for non-JPEG files, while decoding; the result is at most
+    ``max_decoded_pixels`` x 3 bytes.
 
     Args:
-        data: the file's bytes (any format Pillow reads: PNG, JPEG, WebP, TIFF, BMP, GIF, ...).
+        data: the file's bytes (PNG, JPEG, WebP, TIFF, BMP or GIF: ``IMAGE_FORMATS``).
         max_pixels: refuse images with more pixels (width * height) than this, read from the
             header before decoding.
+        max_decoded_pixels: downscale larger images while decoding (with a note).
 
     Returns:
         A ``DecodedImage``.
 
     Raises:
-        ImageLoadError: not an image, truncated/corrupt, too large, or values out of range.
+        ImageLoadError: empty, not an image, truncated/corrupt, too large, or values out of range.
     """
     if not data:
-        raise ImageLoadError("the file is empty")
+        raise ImageLoadError("the file is empty (0 bytes)")
     try:
-        opened = Image.open(io.BytesIO(data))
+        opened = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(
             f"refused: the image is far too large to decode safely ({exc})"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(
-            "not an image file Pillow can read (expected PNG, JPEG, WebP, TIFF, BMP or GIF)"
+            "not an image file this app reads (expected PNG, JPEG, WebP, TIFF, BMP or GIF)"
         ) from exc
     except Exception as exc:  # broken headers make plugins raise many types
         raise ImageLoadError(f"cannot read the image header ({type(exc).__name__}: {exc})") from exc
@@ -186,10 +300,17 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
                 opened.seek(0)
                 notes.append(f"{num_frames} frames: using the first")
             orientation = opened.getexif().get(_EXIF_ORIENTATION, 1)
-            image = ImageOps.exif_transpose(opened)
-            if orientation not in (1, None):
+            mode_notes = _pil_notes(opened)  # the mode as stored, before any conversion
+            image, reduced = _reduce_while_decoding(opened, max_decoded_pixels)
+            notes.extend(reduced)
+            if orientation in _EXIF_TRANSPOSES:
+                image = image.transpose(_EXIF_TRANSPOSES[orientation])
                 notes.append(f"EXIF orientation {orientation}: rotated/flipped upright")
-            notes.extend(_pil_notes(image))
+            elif orientation not in (1, None):
+                notes.append(f"EXIF orientation {orientation} is not a valid value: not rotated")
+            image, converted = _to_srgb(image)
+            notes.extend(converted)
+            notes.extend(mode_notes)
             image = to_8bit_gray_or_rgb(image)
             image.load()
             pixels = np.asarray(image)
@@ -232,10 +353,50 @@ def _array_member_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {member: npz_member_shape(path, member) or () for member in members}
 
 
-def _is_single_image(shape: tuple[int, ...]) -> bool:
-    """(H, W) or (H, W, C) with C = 1 or 3 (and H not 1 or 3) is one image; 3-D arrays otherwise
-    are stacks of N gray images (N, H, W), as ``read_array`` reads them."""
-    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3) and shape[0] not in (1, 3))
+_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA
+_LAYOUT_WORDS = {"HW": "(H, W), gray", "CHW": "(C, H, W)", "HWC": "(H, W, C)"}
+
+
+def _single_image_layout(shape: tuple[int, ...]) -> str | None:
+    """ "HW", "CHW" or "HWC" for one image, None for a stack of gray images (N, H, W) or 4-D.
+
+    A 3-D array is one image when exactly one of its first and last axes is a channel count
+    (1, 3 or 4): (C, H, W) as ``np.save(tensor.numpy())`` writes it, (H, W, C) as Pillow and
+    matplotlib do. Both axes channel-like (e.g. (3, 40, 4)) is ambiguous and refused.
+
+    Raises:
+        ImageLoadError: for an ambiguous 3-D shape.
+    """
+    if len(shape) == 2:
+        return "HW"
+    if len(shape) != 3:
+        return None
+    first, last = shape[0] in _CHANNELS, shape[2] in _CHANNELS
+    if not last and shape[2] < min(_CHANNELS[-1], shape[1]):  # (H, W, 2): no stack is that narrow
+        raise ImageLoadError(
+            f"an array of shape {shape}: its last axis is neither a channel count (1, 3 or 4) "
+            "nor an image width"
+        )
+    if first and last:
+        raise ImageLoadError(
+            f"cannot tell (C, H, W) from (H, W, C) for an array of shape {shape}; save one image "
+            "as (H, W, C) with C = 1, 3 or 4, or a stack as (N, H, W, C)"
+        )
+    return "CHW" if first else "HWC" if last else None
+
+
+def _single_image_pixels(array: np.ndarray, layout: str) -> tuple[np.ndarray, list[str]]:
+    """One image array -> uint8 (C, H, W), C = 1 or 3, alpha composited on white, with notes."""
+    chw = array[None] if layout == "HW" else array if layout == "CHW" else array.transpose(2, 0, 1)
+    notes = [f"one image of shape {array.shape}, read as {_LAYOUT_WORDS[layout]}"]
+    if array.dtype == np.bool_:
+        notes.append("boolean array: False and True as black (0) and white (255)")
+    pixels = to_uint8(np.asarray(chw), "the array")
+    if pixels.shape[0] == 4:  # RGBA: composite on white, as for PNG uploads
+        rgb, alpha = pixels[:3].astype(np.float64), pixels[3:].astype(np.float64) / 255.0
+        pixels = np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        notes.append("RGBA array: composited on a white background")
+    return np.ascontiguousarray(pixels), notes
 
 
 def decode_array(
@@ -245,33 +406,43 @@ def decode_array(
     index: int = 0,
     max_elements: int = DEFAULT_MAX_ARRAY_ELEMENTS,
 ) -> DecodedImage:
-    """One image of an uploaded .npy/.npz array, read with ``dsm_core.data.read_array``.
+    """One image of an uploaded .npy/.npz array (``allow_pickle=False``).
 
-    Accepted: (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3, or a single image
-    (H, W), (H, W, C), (C, H, W); uint8, integers in [0, 255], or floats in [0, 1]. A .npz with
-    several arrays uses "images", "x", "data" or "arr_0". Object (pickled) arrays are refused.
+    One image: (H, W), (C, H, W) or (H, W, C) with C = 1 (gray), 3 (RGB) or 4 (RGBA, composited
+    on white); a 3-D array whose first and last axes could both be channels is refused as
+    ambiguous. Stacks, read with ``dsm_core.data.read_array``: (N, H, W) with N not a channel
+    count, (N, H, W, C) or (N, C, H, W) with C = 1 or 3. Values: uint8, integers in [0, 255],
+    floats in [0, 1], or bool (0 and 255). A .npz with several arrays uses "images", "x",
+    "data" or "arr_0". Object (pickled) arrays are refused.
 
     Args:
         data: the file's bytes.
-        suffix: ".npy" or ".npz".
-        index: which image of the array.
+        suffix: ".npy" or ".npz" (any case).
+        index: which image of a stack.
         max_elements: refuse arrays with more values than this (checked from the header).
 
     Raises:
-        ImageLoadError: with the reason.
+        ImageLoadError: with the reason, in one line.
     """
     suffix = suffix.lower()
     if suffix not in ARRAY_SUFFIXES:
         raise ImageLoadError(f"expected a .npy or .npz file, got {suffix!r}")
+    if not data:
+        raise ImageLoadError("the file is empty (0 bytes)")
     with tempfile.TemporaryDirectory(prefix="dsm_upload_") as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         try:
             shapes = _array_member_shapes(path)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise ImageLoadError(f"not a readable {suffix} file ({exc})") from exc
+        except Exception as exc:  # bad zip, bad header, encryption, unknown compression, ...
+            raise ImageLoadError(f"not a readable {suffix} file ({_one_line(exc, tmp)})") from exc
         if not shapes:
             raise ImageLoadError(f"the {suffix} file holds no arrays")
+        for member, shape in shapes.items():
+            if len(shape) and 0 in shape:
+                raise ImageLoadError(
+                    f"the array{f' {member!r}' if member else ''} has no pixels (shape {shape})"
+                )
         biggest = max(int(np.prod(s)) for s in shapes.values())
         if biggest > max_elements:
             raise ImageLoadError(
@@ -279,20 +450,22 @@ def decode_array(
                 f"{max_elements:,}; upload fewer or smaller images"
             )
         try:
-            if len(shapes) == 1 and _is_single_image(next(iter(shapes.values()))):
-                # one image: give it a batch axis, then read it like a stack
+            layout = _single_image_layout(next(iter(shapes.values()))) if len(shapes) == 1 else None
+            if layout is not None:
                 if suffix == ".npy":
                     array = np.load(path, allow_pickle=False)
                 else:
                     with np.load(path, allow_pickle=False) as archive:
                         array = archive[archive.files[0]]
-                path = Path(tmp) / "single.npy"
-                np.save(path, array[None], allow_pickle=False)
+                if index != 0:
+                    raise ImageLoadError(f"image {index} does not exist; the array holds 1")
+                pixels, notes = _single_image_pixels(array, layout)
+                return DecodedImage(pixels, suffix[1:], str(array.dtype), 1, 0, tuple(notes))
             dataset = read_array(path)
-        except ValueError as exc:
-            raise ImageLoadError(str(exc).replace(f"{tmp}/", "")) from exc
-        except Exception as exc:
-            raise ImageLoadError(f"cannot read the array ({type(exc).__name__}: {exc})") from exc
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # ValueError for bad values; zip/zlib errors for broken data
+            raise ImageLoadError(f"cannot read the array ({_one_line(exc, tmp)})") from exc
         if not 0 <= index < len(dataset):
             raise ImageLoadError(f"image {index} does not exist; the array holds {len(dataset)}")
         pixels = dataset[index]  # (C, H, W) uint8, a copy
@@ -308,19 +481,44 @@ def decode_array(
     )
 
 
+def _one_line(exc: BaseException, tmp: str) -> str:
+    """An exception as one line for the user: its type and first line, server paths removed."""
+    text = str(exc).replace(f"{tmp}/", "").replace(tmp, "").strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def decode_upload(
     data: bytes,
     name: str,
     *,
     index: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
     max_elements: int = DEFAULT_MAX_ARRAY_ELEMENTS,
 ) -> DecodedImage:
-    """Decode an uploaded file by its name: .npy/.npz arrays, anything else as an image file."""
+    """Decode an uploaded file by its name's suffix (any letter case).
+
+    ``.npy`` / ``.npz``: ``decode_array``; a suffix in ``IMAGE_SUFFIXES``: ``decode_image``;
+    anything else is refused, naming the accepted suffixes.
+
+    Raises:
+        ImageLoadError: one line saying why, for any file that cannot be used (never another
+            exception type, never a server path).
+    """
     suffix = Path(name).suffix.lower()
-    if suffix in ARRAY_SUFFIXES:
-        return decode_array(data, suffix, index=index, max_elements=max_elements)
-    return decode_image(data, max_pixels=max_pixels)
+    try:
+        if suffix in ARRAY_SUFFIXES:
+            return decode_array(data, suffix, index=index, max_elements=max_elements)
+        if suffix not in IMAGE_SUFFIXES:
+            raise ImageLoadError(
+                f"unsupported file type {suffix or '(no suffix)'!r}; accepted: "
+                f"{', '.join(IMAGE_SUFFIXES + ARRAY_SUFFIXES)}"
+            )
+        return decode_image(data, max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels)
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # a failure no step above anticipated: still one line
+        raise ImageLoadError(f"cannot read the file ({type(exc).__name__})") from exc
 
 
 # -------------------------------------------------------------------------------------- fitting

@@ -106,3 +106,70 @@ def npz_object() -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, images=np.array([{"a": 1}, None], dtype=object))
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ kinds from issue 14 (uploads)
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def jpeg_exif(orientation: int, height: int = 24, width: int = 40) -> bytes:
+    """A JPEG with the given EXIF orientation tag (valid: 1-8)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(Image.fromarray(smooth_rgb(height, width)), "JPEG", exif=exif.tobytes())
+
+
+def npz_with_zip_field(offset_local: int, offset_central: int, value: int, width: int) -> bytes:
+    """An .npz whose zip headers have one field overwritten (flags: encryption; method: 99)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.zeros((2, 8, 8), dtype=np.uint8))
+    data = bytearray(buffer.getvalue())
+    fmt = "<H" if width == 2 else "<I"
+    for signature, offset in ((b"PK\x03\x04", offset_local), (b"PK\x01\x02", offset_central)):
+        start = data.index(signature)
+        data[start + offset : start + offset + width] = struct.pack(fmt, value)
+    return bytes(data)
+
+
+def npz_encrypted_flag() -> bytes:
+    """General-purpose flag bit 0 (encrypted) set, as an encrypting zip tool writes it."""
+    return npz_with_zip_field(6, 8, 0x0001, 2)
+
+
+def npz_unsupported_compression() -> bytes:
+    """Compression method 99 (AES), which Python's zipfile cannot read."""
+    return npz_with_zip_field(8, 10, 99, 2)
+
+
+def icc_swapped_red_green() -> bytes:
+    """An RGB ICC profile: Pillow's sRGB with the red and green colorant tags swapped, so a pure
+    red value in it is sRGB's green."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack(">I", profile[128:132])[0]
+    tags = {}
+    for i in range(count):
+        signature, offset, size = struct.unpack(">4sII", profile[132 + 12 * i : 144 + 12 * i])
+        tags[signature] = (132 + 12 * i, offset, size)
+    (red_entry, *red), (green_entry, *green) = tags[b"rXYZ"], tags[b"gXYZ"]
+    profile[red_entry + 4 : red_entry + 12] = struct.pack(">II", *green)
+    profile[green_entry + 4 : green_entry + 12] = struct.pack(">II", *red)
+    return bytes(profile)
+
+
+def png_with_icc(pixels: np.ndarray, icc: bytes) -> bytes:
+    return encode(Image.fromarray(pixels), "PNG", icc_profile=icc)
+
+
+def png_large(side: int, seed: int = 0) -> bytes:
+    """A side x side RGBA PNG that compresses well (a few KB per megapixel): flat colour with a
+    seed-dependent corner patch, so each seed is a distinct file."""
+    rgba = np.full((side, side, 4), 200, dtype=np.uint8)
+    rgba[:16, :16] = np.random.default_rng(seed).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    return encode(Image.fromarray(rgba, mode="RGBA"), "PNG", compress_level=1)

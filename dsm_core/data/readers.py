@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 
 from dsm_core.data.dataset import ImageDataset, center_crop_box, rgb_to_gray
 from dsm_core.safe_pickle import safe_unpickle
@@ -33,7 +33,19 @@ FASHION_MNIST_LABEL_NAMES = (
     "Bag",
     "Ankle boot",
 )
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+# The image formats read here (uploads and training folders alike), and every file suffix Pillow
+# registers for them (lower case; compare with ``suffix.lower()``). Files are opened with
+# ``formats=IMAGE_FORMATS`` so no other Pillow plugin (EPS runs Ghostscript) sees a file.
+IMAGE_FORMATS = tuple(
+    name
+    for name in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+    if name != "WEBP" or features.check("webp")
+)
+IMAGE_EXTENSIONS = frozenset(
+    suffix.lower()
+    for suffix, image_format in Image.registered_extensions().items()
+    if image_format in IMAGE_FORMATS
+)
 DIGITS_NUM_TRAIN = 1500  # sklearn digits: the first 1,500 of 1,797 are "train", the rest "test"
 
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -398,7 +410,7 @@ def load_image_file(
     """
     if mode not in ("resize", "crop"):
         raise ValueError(f"unknown mode {mode!r}; use 'resize' or 'crop'")
-    with Image.open(path) as opened:
+    with Image.open(path, formats=IMAGE_FORMATS) as opened:
         opened.seek(0)
         image = to_8bit_gray_or_rgb(ImageOps.exif_transpose(opened))
         image.load()
@@ -498,12 +510,14 @@ def _array_to_nchw(array: np.ndarray, source: str, layout: str | None) -> np.nda
     return nchw
 
 
-def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
-    """uint8 as is; other integers within [0, 255] cast; floats within [0, 1] scaled by 255 and
-    rounded (the dataset stores 8-bit images)."""
+def to_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    """uint8 as is; bool as 0/255; other integers within [0, 255] cast; floats within [0, 1]
+    scaled by 255 and rounded (the dataset stores 8-bit images)."""
     if array.dtype == np.uint8:
         return array
-    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+    if array.dtype == np.bool_:  # a mask: black and white, as Pillow reads 1-bit images
+        return array.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(array.dtype, np.integer):
         low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
         if low < 0 or high > 255:
             raise ValueError(f"{source}: integer values in [{low}, {high}], expected [0, 255]")
@@ -573,7 +587,7 @@ def read_array(
         raise
     if array.dtype.hasobject:
         raise ValueError(f"{source}: object arrays are refused (no pickles)")
-    images = _to_uint8(_array_to_nchw(array, source, layout), source)
+    images = to_uint8(_array_to_nchw(array, source, layout), source)
     if not isinstance(images, np.memmap) or not images.flags.c_contiguous:
         images = np.ascontiguousarray(images)
     return ImageDataset(images, grayscale=grayscale, name=f"array:{path.name}")

@@ -56,7 +56,7 @@ def test_unusable_uploads_show_an_error(app: AppTest, name: str, data: bytes, me
         ("cmyk.jpg", samples.jpeg_cmyk(), "CMYK"),
         ("rotated.jpg", samples.jpeg_exif_rotated(), "EXIF orientation 6"),
         ("animated.gif", samples.gif_animated(), "2 frames: using the first"),
-        ("stack.npz", samples.npz_stack(3, 20), "array of 3 image(s)"),
+        ("stack.npz", samples.npz_stack(5, 20), "array of 5 image(s)"),
     ],
     ids=["16-bit", "palette", "rgba", "cmyk", "exif", "animated", "npz"],
 )
