@@ -33,6 +33,31 @@ def init_state() -> None:
     st.session_state.setdefault(UPLOAD_ARRAY_INDEX, 0)
 
 
+def has_upload() -> bool:
+    """Whether this session has an upload in use (an empty file counts: it is reported)."""
+    return UPLOAD_NAME in st.session_state
+
+
+def upload_changed(widget_key: str) -> None:
+    """The uploader's on_change: a new file replaces the upload, removing it forgets it."""
+    upload = st.session_state.get(widget_key)
+    if upload is None:
+        forget_upload()
+        return
+    st.session_state[UPLOAD_BYTES] = upload.getvalue()
+    st.session_state[UPLOAD_NAME] = upload.name
+    st.session_state[UPLOAD_ARRAY_INDEX] = 0
+    st.session_state[IMAGE_CHOICE] = "upload"
+
+
+def forget_upload() -> None:
+    """Stop using the upload on every page of this session."""
+    for key in (UPLOAD_BYTES, UPLOAD_NAME):
+        st.session_state.pop(key, None)
+    st.session_state[UPLOAD_ARRAY_INDEX] = 0
+    st.session_state[IMAGE_CHOICE] = "test"
+
+
 def current_choice() -> loading.ModelChoice:
     init_state()
     return st.session_state[MODEL_CHOICE]
@@ -141,12 +166,13 @@ def test_image(heldout: HeldoutSet, position: int) -> CurrentImage:
 
 def uploaded_image(bundle: loading.ModelBundle) -> CurrentImage | None:
     """The user's upload fitted to the model, or None; shows the error if it cannot be used."""
-    data = st.session_state.get(UPLOAD_BYTES)
-    if not data:
+    if not has_upload():
         return None
-    name = st.session_state.get(UPLOAD_NAME, "upload")
+    name = st.session_state[UPLOAD_NAME]
     try:
-        decoded = loading.decode(data, name, int(st.session_state[UPLOAD_ARRAY_INDEX]))
+        decoded = loading.decode(
+            st.session_state[UPLOAD_BYTES], name, int(st.session_state[UPLOAD_ARRAY_INDEX])
+        )
         fitted = fit_to_model(
             decoded.pixels,
             tuple(bundle.model.image_shape),
@@ -176,12 +202,12 @@ def image_picker(
     Stops the page with a message when there is no image at all.
     """
     has_tests = heldout is not None and heldout.images is not None
-    has_upload = bool(st.session_state.get(UPLOAD_BYTES))
-    if not has_tests and not has_upload:
+    uploaded = has_upload()
+    if not has_tests and not uploaded:
         st.info("No image yet: upload one on the **Probe an image** page.")
         st.page_link(PROBE_PAGE, label="Go to Probe an image", icon=":material/image_search:")
         st.stop()
-    options = (["test set"] if has_tests else []) + (["my upload"] if has_upload else [])
+    options = (["test set"] if has_tests else []) + (["my upload"] if uploaded else [])
     source_key, index_key = f"{prefix}_from", f"{prefix}_index"
     wanted = "my upload" if st.session_state[IMAGE_CHOICE] == "upload" else "test set"
     if source_key not in st.session_state or st.session_state[source_key] not in options:

@@ -3,7 +3,8 @@
 Models are shared by every session (``st.cache_resource``), in eval mode with frozen parameters;
 all input gradients go through dsm_core (``torch.autograd.grad``), so sessions never share
 state. Arrays are cached with ``st.cache_data``. Results that take seconds and come with a
-progress bar (the brightness/contrast grid) live in a small shared LRU store.
+progress bar (the brightness/contrast grid) live in a small shared LRU store; decoded uploads in
+one bounded in bytes.
 """
 
 import dataclasses
@@ -198,10 +199,25 @@ def gumbel_fit(logp_db: np.ndarray) -> dc.analysis.GumbelFit:
     return dc.fit_gumbel(logp_db)
 
 
-@st.cache_data(show_spinner="Decoding the upload…", max_entries=16)
+# Uploads, decoded: shared by all sessions but keyed by the file's content hash, so a session only
+# finds what it uploaded itself. Bounded in bytes: a decoded image is at most
+# DEFAULT_MAX_DECODED_PIXELS x 3 bytes (12.6 MB), so at least five of the largest stay cached.
+UPLOAD_CACHE_BYTES = 64 * 2**20
+# One decode at a time: a non-JPEG file is decoded once at full size (up to 40 megapixels x 4
+# bytes) before it is reduced, and this keeps that peak to one upload per process.
+_DECODE_LOCK = threading.Lock()
+
+
 def decode(data: bytes, name: str, index: int) -> DecodedImage:
     """``dsm_core.images.decode_upload``, cached by content; raises ImageLoadError."""
-    return decode_upload(data, name, index=index)
+    key = (hashlib.blake2b(data, digest_size=16).hexdigest(), Path(name).suffix.lower(), index)
+    store = upload_cache()
+    decoded = store.get(key)
+    if decoded is None:
+        with _DECODE_LOCK:
+            decoded = decode_upload(data, name, index=index)
+        store.put(key, decoded, decoded.pixels.nbytes)
+    return decoded
 
 
 def digest(pixels: np.ndarray) -> str:
@@ -213,31 +229,56 @@ def digest(pixels: np.ndarray) -> str:
 
 
 class ResultStore:
-    """A thread-safe LRU map shared by all sessions, for results computed with a progress bar.
+    """A thread-safe LRU map shared by all sessions, bounded in entries and optionally in bytes.
 
-    Values are treated as read-only by every reader.
+    For results computed with a progress bar, and for decoded uploads. Values are treated as
+    read-only by every reader.
     """
 
-    def __init__(self, max_entries: int = 128) -> None:
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+    def __init__(self, max_entries: int = 128, max_bytes: int | None = None) -> None:
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The sizes given to ``put`` of the entries held now."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
             if key not in self._items:
                 return None
             self._items.move_to_end(key)
-            return self._items[key]
+            return self._items[key][0]
 
-    def put(self, key: Hashable, value: Any) -> None:
+    def put(self, key: Hashable, value: Any, nbytes: int = 0) -> None:
+        """Store ``value`` (``nbytes`` its size), evicting the least recently used beyond the
+        bounds; a value larger than ``max_bytes`` alone is not stored."""
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._max_entries:
-                self._items.popitem(last=False)
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            if self._max_bytes is not None and nbytes > self._max_bytes:
+                return
+            self._items[key] = (value, nbytes)
+            self._bytes += nbytes
+            while len(self._items) > self._max_entries or (
+                self._max_bytes is not None and self._bytes > self._max_bytes
+            ):
+                self._bytes -= self._items.popitem(last=False)[1][1]
 
 
 @st.cache_resource
 def result_store() -> ResultStore:
     return ResultStore()
+
+
+@st.cache_resource
+def upload_cache() -> ResultStore:
+    """Decoded uploads, at most ``UPLOAD_CACHE_BYTES`` of pixels in all."""
+    return ResultStore(max_entries=64, max_bytes=UPLOAD_CACHE_BYTES)

@@ -84,13 +84,13 @@ else:
         f"Your image ({kinds}; or a .npz/.npy array of images)",
         type=[s.lstrip(".") for s in IMAGE_SUFFIXES] + ["npz", "npy"],
         key="probe_upload",
+        on_change=components.upload_changed,
+        args=("probe_upload",),
     )
-    if upload is not None:
-        data = upload.getvalue()
-        if st.session_state.get(components.UPLOAD_BYTES) != data:
-            st.session_state[components.UPLOAD_BYTES] = data
-            st.session_state[components.UPLOAD_NAME] = upload.name
-            st.session_state[components.UPLOAD_ARRAY_INDEX] = 0
+    if upload is None and components.has_upload():  # uploaded before leaving this page
+        cols = st.columns([4, 1], vertical_alignment="center")
+        cols[0].caption(f"Using **{st.session_state[components.UPLOAD_NAME]}**, uploaded earlier.")
+        cols[1].button("remove it", key="probe_forget", on_click=components.forget_upload)
     cols = st.columns(3)
     cols[0].radio(
         "fit to the model",
@@ -112,7 +112,7 @@ else:
         cols[2].number_input(
             "image in the array", min_value=0, step=1, key=components.UPLOAD_ARRAY_INDEX
         )
-    if not st.session_state.get(components.UPLOAD_BYTES):
+    if not components.has_upload():
         st.info(
             f"Upload an image: it will be converted to {'grayscale' if c == 1 else 'RGB'} and "
             f"brought to {h}×{w} pixels, as the model was trained."
@@ -153,11 +153,13 @@ with right:
         help="10·log₁₀ p(x) / d. +10 dB/dim means 10^d times more probable.",
     )
     m[1].metric(
-        "NLL, 8-bit [bits/dim]",
+        "density at the pixels + 8 [bits/dim]",
         f"{report.nll_bits_per_dim_discrete[0]:.3f}",
-        help="Negative log-likelihood of the 8-bit image: −log₂ p(x) / d of the continuous "
-        f"density ({report.nll_bits_per_dim[0]:.3f} bits/dim) + 8 bits/dim (paper A.1); the "
-        "unit of the test NLL.",
+        help="−log₂ p(x) / d of the continuous density at the pixel values "
+        f"({report.nll_bits_per_dim[0]:.3f} bits/dim) + 8 bits/dim: the release's 8-bit NLL "
+        "convention (paper A.1) and the unit of the test NLL. Not a bound on the NLL of the "
+        "8-bit image: a density that peaks at these exact values (flat images) can make it "
+        "negative; the model card's dequantized NLL is the bound.",
     )
     m[2].metric(
         "log p [nats]",

@@ -67,7 +67,7 @@ def test_probe_test_image_numbers_match_the_library(app: AppTest, tiny_model_dir
         reference = archive["logp_db"]
     assert metric(app, LOGP) == f"{logp:+.2f}"
     nll = units.discrete_nll_bits_per_dim(energy, tiny_loaded.d)
-    assert metric(app, "NLL, 8-bit [bits/dim]") == f"{nll:.3f}"
+    assert metric(app, "density at the pixels + 8 [bits/dim]") == f"{nll:.3f}"
     assert metric(app, "log p [nats]") == f"{-energy:,.1f}"
     percentile = float(dc.percentile_of(logp, reference))
     assert metric(app, "test-set percentile") == f"{percentile:.1f} %"
