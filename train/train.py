@@ -2,9 +2,11 @@
 
 import argparse
 import logging
+import pickle
 import signal
 import sys
 from pathlib import Path
+from zipfile import BadZipFile
 
 import torch
 
@@ -97,6 +99,11 @@ def set_global_switches(cfg, threads: int | None) -> None:
         torch.backends.cudnn.allow_tf32 = cfg.tf32
 
 
+# What bad data, a bad run folder or a bad init_from model raise: missing, unreadable or not a
+# directory (OSError), malformed values (ValueError), refused or broken pickles and archives.
+DATA_ERRORS = (OSError, ValueError, EOFError, pickle.UnpicklingError, BadZipFile, ModelLoadError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (FileExistsError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+    except DATA_ERRORS as exc:  # every bad input (data, run folder, init model): one line
         if is_main:
             print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -190,22 +190,51 @@ def _load_npz_member(path: Path, member: str, extract_dir: Path | None) -> np.nd
         return archive[member]
 
 
+IMAGENET64_TRAIN_BATCHES = 10  # train_data_batch_1..10 in the official download
+
+
 def _imagenet64_files(folder: Path, split: str) -> list[Path]:
-    """The batch files of a split, in order: train_data_batch_1..10 or val_data (.npz or pickle)."""
+    """The batch files of a split, in order: train_data_batch_1..10 or val_data (.npz or pickle).
+
+    Found in ``folder`` itself or, as the official download extracts them, in its immediate
+    subfolders (Imagenet64_train_part1/, Imagenet64_train_part2/, Imagenet64_val/).
+    """
+    places = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
     if split == "train":
         pattern = re.compile(r"train_data_batch_(\d+)(\.npz)?$")
-        found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
         by_number: dict[int, Path] = {}
-        for number, candidate in sorted(found):
-            # prefer the .npz when both forms are present
-            if number not in by_number or candidate.suffix == ".npz":
-                by_number[number] = candidate
+        for place in places:
+            found = [(int(m.group(1)), p) for p in place.iterdir() if (m := pattern.match(p.name))]
+            for number, candidate in sorted(found):
+                # prefer the .npz when both forms are present
+                if number not in by_number or candidate.suffix == ".npz":
+                    by_number[number] = candidate
         return [by_number[number] for number in sorted(by_number)]
-    return [p for p in (folder / "val_data.npz", folder / "val_data") if p.exists()][:1]
+    for place in places:
+        found = [p for p in (place / "val_data.npz", place / "val_data") if p.exists()]
+        if found:
+            return found[:1]
+    return []
+
+
+def _warn_missing_batches(folder: Path, files: list[Path]) -> None:
+    """Log a warning naming the train batches of the official 1..10 that were not found."""
+    numbers = {int(re.search(r"_(\d+)", f.name).group(1)) for f in files}
+    missing = sorted(set(range(1, IMAGENET64_TRAIN_BATCHES + 1)) - numbers)
+    if missing:
+        logger.warning(
+            "ImageNet64 train in %s: batch(es) %s of train_data_batch_1..%d not found; training "
+            "on %d of %d (pass the folder holding all extracted parts)",
+            folder,
+            missing,
+            IMAGENET64_TRAIN_BATCHES,
+            len(numbers),
+            IMAGENET64_TRAIN_BATCHES,
+        )
 
 
 def is_imagenet64_folder(folder: str | Path) -> bool:
-    """Whether a folder holds ImageNet64 batches (train_data_batch_<k>[.npz] or val_data[.npz])."""
+    """Whether a folder (or one of its subfolders) holds ImageNet64 batches."""
     folder = Path(folder)
     return folder.is_dir() and bool(
         _imagenet64_files(folder, "train") or _imagenet64_files(folder, "test")
@@ -246,9 +275,11 @@ def read_imagenet64(
         files = _imagenet64_files(path, normalize_split(split))
         if not files:
             raise FileNotFoundError(
-                f"no ImageNet64 {split} files in {path} (expected train_data_batch_<k>.npz or "
-                "val_data.npz)"
+                f"no ImageNet64 {split} files in {path} or its subfolders (expected "
+                "train_data_batch_<k>[.npz] or val_data[.npz])"
             )
+        if normalize_split(split) == "train":
+            _warn_missing_batches(path, files)
     elif path.is_file():
         files = [path]
     else:
@@ -319,7 +350,15 @@ def read_cifar10(
         an ImageDataset of uint8 (N, 3 or 1, 32, 32), labels 0..9 with their names when
         ``batches.meta`` is present.
     """
-    root = _cifar_root(Path(folder))
+    folder = Path(folder)
+    if folder.is_file():
+        raise ValueError(
+            f"{folder} is a file, not the CIFAR-10 folder: extract the archive first "
+            f"(tar -xzf {folder.name}) and pass the cifar-10-batches-py folder"
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 folder {folder} does not exist")
+    root = _cifar_root(folder)
     if normalize_split(split) == "train":
         pattern = re.compile(r"data_batch_(\d+)$")
         numbered = [(int(m.group(1)), p) for p in root.iterdir() if (m := pattern.match(p.name))]
