@@ -113,6 +113,7 @@ def server(model_dir: Path, shots: Path) -> Iterator[str]:
                 raise RuntimeError(f"streamlit did not start; see {shots / 'server.log'}")
             time.sleep(0.2)
         os.environ["_DSM_E2E_SERVER_START"] = str(start)
+        os.environ["_DSM_E2E_SERVER_PID"] = str(process.pid)
         yield url
     finally:
         process.terminate()
@@ -313,3 +314,59 @@ def test_eight_sessions_at_once_get_their_own_numbers(browser, server: str, mode
         assert _metric(page, "log p(a·x + b) [dB/dim]") == value
         assert not page.locator('[data-testid="stException"]').count()
         page.context.close()
+
+
+def _server_rss_bytes() -> int:
+    status = Path(f"/proc/{os.environ['_DSM_E2E_SERVER_PID']}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        * 1024
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+def test_many_large_uploads_keep_server_memory_bounded(browser, server: str, shots: Path, tmp_path):
+    """N distinct large PNGs uploaded one after another in one session: the server's resident
+    memory stays under its start plus one full-size decode, the decoded-upload cache and the
+    capped working copies, however many are uploaded."""
+    import upload_samples as samples
+
+    from app.loading import UPLOAD_CACHE_BYTES
+    from dsm_core.images import DEFAULT_MAX_DECODED_PIXELS
+
+    side, num = 5000, 10
+    page = _new_page(browser)
+    page.goto(server)
+    page.get_by_role("heading", name="Explore the test set").wait_for(timeout=60_000)
+    _go(page, "Probe an image")
+    page.get_by_text("Upload", exact=True).click()
+    _wait_idle(page)
+    before = _server_rss_bytes()
+    bound = before + side * side * 4 + UPLOAD_CACHE_BYTES + 6 * DEFAULT_MAX_DECODED_PIXELS * 4
+    readings = []
+    for seed in range(num):
+        path = tmp_path / f"big{seed}.png"
+        path.write_bytes(samples.png_large(side, seed))
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+        page.get_by_text(f"big{seed}.png").first.wait_for(timeout=60_000)
+        page.locator('[data-testid="stMetricLabel"]', has_text="log p [dB/dim]").wait_for()
+        _wait_idle(page)
+        assert not page.locator('[data-testid="stException"]').count()
+        readings.append(_server_rss_bytes())
+    page.screenshot(path=str(shots / "07_large_uploads.png"))
+    mib = [round(r / 2**20) for r in readings]
+    (shots / "upload_memory.json").write_text(
+        json.dumps(
+            {
+                "before_mib": round(before / 2**20),
+                "after_each_mib": mib,
+                "bound_mib": round(bound / 2**20),
+                "side": side,
+                "num": num,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    assert max(readings) < bound, (before / 2**20, mib, bound / 2**20)
+    page.context.close()
