@@ -1,0 +1,168 @@
+"""The paper's findings as tests: each verdict follows its statistic, both ways."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import dsm_core as dc
+from dsm_core.analysis import Interpolation, findings
+
+
+def test_gumbel_finding_accepts_a_gumbel_sample_and_rejects_a_bimodal_one():
+    rng = np.random.default_rng(0)
+    gumbel_sample = stats.gumbel_r.rvs(loc=9.0, scale=3.0, size=2000, random_state=rng)
+    verdict = findings.gumbel_finding(dc.fit_gumbel(gumbel_sample))
+    assert verdict.ks_passes and verdict.gumbel_beats_normal and verdict.agrees
+    assert verdict.ks_critical == pytest.approx(stats.kstwo.ppf(0.95, 2000))
+    bimodal = np.concatenate([rng.normal(5.0, 1.0, 1000), rng.normal(15.0, 1.0, 1000)])
+    fit = dc.fit_gumbel(bimodal)
+    verdict = findings.gumbel_finding(fit)
+    assert verdict.ks_statistic == fit.ks_statistic > verdict.ks_critical
+    assert not verdict.agrees
+    normal = rng.normal(0.0, 1.0, 2000)
+    assert not findings.gumbel_finding(dc.fit_gumbel(normal)).gumbel_beats_normal
+
+
+def test_gumbel_qq_lies_on_the_diagonal_for_the_fitted_law():
+    rng = np.random.default_rng(1)
+    values = stats.gumbel_r.rvs(loc=2.0, scale=1.5, size=4000, random_state=rng)
+    fit = dc.fit_gumbel(values)
+    theoretical, empirical = findings.gumbel_qq(values, fit)
+    np.testing.assert_array_equal(empirical, np.sort(values))
+    middle = slice(400, 3600)
+    np.testing.assert_allclose(theoretical[middle], empirical[middle], atol=0.15)
+
+
+@pytest.mark.parametrize(("mean", "agrees"), [(0.5, True), (0.9, False)])
+def test_contrast_finding_is_the_sign_of_the_slope(mean: float, agrees: bool):
+    """log p(a x + 1/2) of an isotropic Gaussian: for a constant image x = 0.8 it is
+    -(0.8 a + 0.5 - mean)^2 d / 2s^2, falling in a in [0, 1/2] for mean 0.5, rising for 0.9."""
+    oracle = dc.GaussianEnergy.isotropic(torch.full((1, 4, 4), mean, dtype=torch.float64), 0.1)
+    x = torch.full((1, 1, 4, 4), 0.8, dtype=torch.float64)
+    result = findings.contrast_finding(oracle, x)
+    expected = -((0.8 * result.a + 0.5 - mean) ** 2) * 16 / (2 * 0.1)
+    slope = np.polyfit(result.a, expected, 1)[0]
+    assert result.slope_db[0] == pytest.approx(10 / np.log(10) * slope / 16, rel=1e-6)
+    assert bool(result.agrees[0]) is agrees
+    assert result.b == 0.5 and result.a.max() == 0.5  # a x + b stays in [0, 1]
+
+
+def test_sparsity_finding_follows_the_rank_correlation():
+    rng = np.random.default_rng(2)
+    ratio = rng.uniform(0.1, 0.9, 200)
+    noise = rng.normal(0, 0.05, 200)
+    assert findings.sparsity_finding(ratio, -ratio + noise).agrees
+    opposite = findings.sparsity_finding(ratio, ratio + noise)
+    assert opposite.spearman > 0 and not opposite.agrees
+    unrelated = findings.sparsity_finding(ratio, rng.normal(size=200))
+    assert unrelated.agrees is bool(unrelated.spearman < 0 and unrelated.p_value < 0.05)
+
+
+def _path(path_db: list[float]) -> Interpolation:
+    alphas = torch.linspace(0, 1, len(path_db), dtype=torch.float64)
+    values = torch.tensor([path_db], dtype=torch.float64)
+    chord = (1 - alphas) * values[0, 0] + alphas * values[0, -1]
+    return Interpolation(alphas, values, chord[None])
+
+
+def test_interpolation_finding_uses_interior_weights_and_the_pair_probability():
+    below = _path([10.0, 6.0, 4.0, 7.0, 10.0])  # the path sags below a flat chord
+    reference = np.linspace(0.0, 20.0, 101)  # endpoints at the 50th percentile
+    verdict = findings.interpolation_finding(below, reference)
+    assert verdict.path_below and not verdict.low_probability_pair and verdict.agrees
+    assert verdict.max_excess_db == pytest.approx(-3.0) and verdict.max_alpha == 0.75
+    assert verdict.min_excess_db == pytest.approx(-6.0) and verdict.min_alpha == 0.5
+    above = _path([10.0, 11.0, 12.0, 11.0, 10.0])
+    assert not findings.interpolation_finding(above, reference).agrees
+    low = _path([1.0, 1.5, 2.0, 1.5, 1.0])  # endpoints in the lowest third
+    verdict = findings.interpolation_finding(low, reference)
+    assert verdict.low_probability_pair and not verdict.path_below and verdict.agrees
+
+
+def test_total_variation_and_the_smoothing_finding():
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    checker = (torch.arange(4)[:, None] + torch.arange(4)[None, :]) % 2
+    checker = checker.float()[None, None]
+    assert findings.total_variation(flat).item() == 0.0
+    assert findings.total_variation(checker).item() == pytest.approx(1.0)
+    assert findings.smoothing_finding(checker, flat, "ascent").agrees.tolist() == [True]
+    assert findings.smoothing_finding(flat, checker, "ascent").agrees.tolist() == [False]
+    assert findings.smoothing_finding(flat, checker, "descent").agrees.tolist() == [True]
+    with pytest.raises(ValueError, match="direction"):
+        findings.smoothing_finding(flat, checker, "sideways")
+
+
+def test_one_shot_check_flags_a_wrong_normalisation(gaussian_oracle, oracle_images):
+    generator = torch.Generator().manual_seed(0)
+    x = oracle_images[:2]
+    exact = findings.one_shot_check(
+        gaussian_oracle, x, num_steps=40, num_probes=16, generator=generator
+    )
+    assert not exact.disagrees.any(), (exact.difference_db, exact.tolerance_db)
+    np.testing.assert_allclose(exact.tolerance_db, 3 * exact.ode_stderr_db)
+    # the one-shot value uses K, the ODE only the scores: a wrong K shows as a disagreement
+    shift_db = 5.0
+    gaussian_oracle.log_norm_nats += float(dc.units.db_per_dim_to_nats(-shift_db, 16))
+    shifted = findings.one_shot_check(
+        gaussian_oracle, x, num_steps=40, num_probes=16, generator=generator
+    )
+    np.testing.assert_allclose(shifted.one_shot_db - exact.one_shot_db, shift_db, rtol=1e-6)
+    assert shifted.disagrees.all()
+    tolerant = findings.one_shot_check(
+        gaussian_oracle,
+        x,
+        num_steps=40,
+        num_probes=16,
+        generator=generator,
+        test_spread_db=2 * shift_db,
+    )
+    assert not tolerant.disagrees.any() and (tolerant.tolerance_db == 2 * shift_db).all()
+
+
+def test_outside_data_range():
+    x = torch.full((3, 1, 2, 2), 0.5)
+    x[1, 0, 0, 0] = -0.01
+    x[2, 0, 1, 1] = 1.5
+    assert findings.outside_data_range(x).tolist() == [False, True, True]
+
+
+def test_trained_noise_range_reads_the_floor_and_the_metadata(tiny_model):
+    tiny_model.metadata = {"train_config": {"noise": {"t_min": 1e-6, "t_max": 100.0}}}
+    assert findings.trained_noise_range(tiny_model) == findings.NoiseRange(1e-6, 100.0)
+    tiny_model.metadata["log_norm_t_max"] = 1000.0
+    tiny_model.t_min = 1e-5
+    assert findings.trained_noise_range(tiny_model) == findings.NoiseRange(1e-5, 1000.0)
+    tiny_model.metadata = {}
+    tiny_model.t_min = 0.0
+    assert findings.trained_noise_range(tiny_model) == findings.NoiseRange(None, None)
+
+
+def test_noise_level_figure_marks_the_trained_range(tiny_model, tiny_images):
+    tiny_model.metadata = {"train_config": {"noise": {"t_min": 1e-4, "t_max": 10.0}}}
+    ts = [1e-6, 1e-4, 1e-2, 1.0]
+    generator = torch.Generator().manual_seed(0)
+    figure = findings.noise_level_figure(
+        tiny_model,
+        tiny_images[:2],
+        ts,
+        reference=tiny_images[2:6],
+        num_noise=2,
+        generator=generator,
+    )
+    assert figure.logp_db.shape == figure.d_eff.shape == (2, 4)
+    assert figure.below_trained.tolist() == [True, False, False, False]
+    again = torch.Generator().manual_seed(0)  # the same draws, in the same order
+    dc.dimensionality_curves(tiny_model, tiny_images[:2], ts, num_noise=2, generator=again)
+    average = dc.dimensionality_curves(
+        tiny_model, tiny_images[2:6], ts, num_noise=1, generator=again
+    )
+    np.testing.assert_allclose(figure.mean_d_eff, average.d_eff_denoiser.mean(0).numpy())
+    np.testing.assert_array_equal(figure.above_d, figure.d_eff - figure.d > 2 * figure.d_eff_stderr)
+
+
+def test_reference_images_are_the_constant_and_uniform_noise(tiny_model):
+    refs = findings.reference_images(tiny_model, generator=torch.Generator().manual_seed(0))
+    assert refs.labels == ("constant 0.5", "uniform noise")
+    assert (refs.images[0] == 0.5).all() and 0 <= refs.images[1].min() < refs.images[1].max() <= 1
+    np.testing.assert_allclose(refs.logp_db, dc.logp_db(tiny_model, refs.images).numpy())
