@@ -32,6 +32,22 @@ class Marker:
     color: str = MARKER_COLORS[0]
 
 
+@dataclass(frozen=True)
+class Thumbnail:
+    """A small image drawn above a log p axis at its value (paper Fig. 3): a PNG data URI."""
+
+    value: float
+    label: str
+    png_uri: str
+
+
+def axis_range(logp_db: np.ndarray, margin: float = 0.15) -> tuple[float, float]:
+    """The x range of a log p plot: the test set's values and a margin, nothing else."""
+    low, high = float(np.min(logp_db)), float(np.max(logp_db))
+    span = max(high - low, 1e-6)
+    return low - margin * span, high + margin * span
+
+
 def logp_histogram(
     logp_db: np.ndarray,
     gumbel: GumbelFit | None,
@@ -41,19 +57,21 @@ def logp_histogram(
     markers: Sequence[Marker] = (),
     show_normal: bool = False,
     title: str = "log p of the held-out images",
+    thumbnails: Sequence[Thumbnail] = (),
 ) -> go.Figure:
     """Density histogram of log p with the fitted Gumbel (and Normal) density and markers.
 
     Traces, in order: the histogram ("test images"), "Gumbel fit", optionally "Normal fit", then
-    one vertical line per marker (named by its label), as in paper Fig. 3.
+    one vertical line per marker (named by its label), as in paper Fig. 3. The x axis stays on the
+    test set (``axis_range``): a marker outside it is drawn at the nearer edge as a dotted line,
+    its label saying its value and pointing off the axis. Thumbnails are drawn above the plot at
+    their log p (clamped to the axis likewise).
     """
     logp = np.asarray(logp_db, dtype=np.float64)
     low, high = float(logp.min()), float(logp.max())
-    values = [m.value for m in markers if np.isfinite(m.value)]
     span = max(high - low, 1e-6)
-    grid_low = min([low - 0.15 * span, *values])
-    grid_high = max([high + 0.15 * span, *values])
-    grid = np.linspace(grid_low, grid_high, 400)
+    x_low, x_high = axis_range(logp)
+    grid = np.linspace(x_low, x_high, 400)
     width = span / max(num_bins, 1)
     fig = go.Figure()
     fig.add_trace(
@@ -96,29 +114,130 @@ def logp_histogram(
     for marker in markers:
         if not np.isfinite(marker.value):
             continue
+        shown = float(np.clip(marker.value, x_low, x_high))
+        outside = shown != marker.value
+        label = marker.label
+        if outside:
+            arrow = "→" if marker.value > x_high else "←"
+            label = f"{marker.label} {arrow} {marker.value:+,.1f}"
         fig.add_trace(
             go.Scatter(
-                x=[marker.value, marker.value],
+                x=[shown, shown],
                 y=[floor if log_y else 0.0, 1.15 * peak],
                 mode="lines+text",
-                text=["", marker.label],
-                textposition="top center",
+                text=["", label],
+                textposition="top left" if shown == x_high else "top center",
                 name=marker.label,
-                line={"color": marker.color, "width": 2.5},
-                hovertemplate=f"{marker.label}: {marker.value:.2f} dB/dim<extra></extra>",
+                line={"color": marker.color, "width": 2.5, "dash": "dot" if outside else "solid"},
+                customdata=[marker.value, marker.value],
+                hovertemplate=f"{marker.label}: {marker.value:.2f} dB/dim"
+                + (" (off the axis)" if outside else "")
+                + "<extra></extra>",
             )
+        )
+    for thumb in thumbnails:
+        fig.add_layout_image(
+            source=thumb.png_uri,
+            xref="x",
+            yref="paper",
+            x=float(np.clip(thumb.value, x_low, x_high)),
+            y=1.02,
+            sizex=(x_high - x_low) / 12,
+            sizey=0.22,
+            xanchor="center",
+            yanchor="bottom",
+            layer="above",
         )
     fig.update_layout(
         title=title,
         xaxis_title=LOGP_AXIS,
         yaxis_title="density  [1 / (dB/dim)]",
         bargap=0.02,
+        margin=_MARGIN | ({"t": 120} if thumbnails else {}),
+        height=360 + (80 if thumbnails else 0),
+        legend=_LEGEND_BELOW,
+    )
+    fig.update_xaxes(range=[x_low, x_high])
+    if log_y:
+        fig.update_yaxes(type="log", range=[np.log10(floor), np.log10(1.4 * peak)])
+    return fig
+
+
+def qq_plot(theoretical: np.ndarray, empirical: np.ndarray) -> go.Figure:
+    """Sorted log p against the fitted Gumbel's quantiles, with the diagonal (a perfect fit)."""
+    low = float(min(np.min(theoretical), np.min(empirical)))
+    high = float(max(np.max(theoretical), np.max(empirical)))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=theoretical,
+            y=empirical,
+            mode="markers",
+            name="test images",
+            marker={"size": 4, "color": "#1f4e9c"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            name="perfect fit",
+            line={"color": "#d62728", "dash": "dash"},
+        )
+    )
+    fig.update_layout(
+        title="QQ plot: test images vs the Gumbel fit",
+        xaxis_title="Gumbel quantile  [dB/dim]",
+        yaxis_title="log p of the test images  [dB/dim]",
+        margin=_MARGIN,
+        height=360,
+        showlegend=False,
+    )
+    return fig
+
+
+def sparsity_scatter(
+    participation_ratio: np.ndarray,
+    logp_db: np.ndarray,
+    current: tuple[float, float] | None = None,
+) -> go.Figure:
+    """log p against the wavelet participation ratio (paper Fig. 4 right), current image marked.
+
+    The axes stay on the test set; a current image off them is drawn at the edge."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=participation_ratio,
+            y=logp_db,
+            mode="markers",
+            name="test images",
+            marker={"size": 5, "color": "rgba(31,78,156,0.5)"},
+            hovertemplate="PR %{x:.3f}<br>log p %{y:.2f} dB/dim<extra></extra>",
+        )
+    )
+    y_low, y_high = axis_range(logp_db, 0.08)
+    if current is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[current[0]],
+                y=[float(np.clip(current[1], y_low, y_high))],
+                mode="markers",
+                name="this image",
+                marker={"size": 14, "color": "#d62728", "symbol": "star"},
+                customdata=[current[1]],
+                hovertemplate="this image<br>PR %{x:.3f}<br>log p %{customdata:.2f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="log p against sparsity (participation ratio of wavelet coefficients)",
+        xaxis_title="participation ratio  (smaller = sparser)",
+        yaxis_title=LOGP_AXIS,
         margin=_MARGIN,
         height=360,
         legend=_LEGEND_BELOW,
     )
-    if log_y:
-        fig.update_yaxes(type="log", range=[np.log10(floor), np.log10(1.4 * peak)])
+    fig.update_yaxes(range=[y_low, y_high])
     return fig
 
 
@@ -266,17 +385,28 @@ def ascent_curve(steps: np.ndarray, logp_db: np.ndarray, best_step: int | None) 
 
 def noise_level_curves(
     ts: np.ndarray,
-    curves_db: dict[str, np.ndarray],
+    curves: dict[str, np.ndarray],
     *,
     title: str,
     y_title: str,
+    mean: np.ndarray | None = None,
+    mean_label: str = "test-set average",
     reference: float | None = None,
     reference_label: str = "",
     errors: dict[str, np.ndarray] | None = None,
+    t_min: float | None = None,
+    t_max: float | None = None,
 ) -> go.Figure:
-    """Quantities against the noise variance t on a log axis (paper Fig. 5)."""
+    """Quantities against the noise variance t on a log axis (paper Fig. 5).
+
+    One trace per curve (points below ``t_min`` drawn as open circles), the test-set average as
+    a dashed black line, a horizontal reference (e.g. d), and the trained range: the region below
+    ``t_min`` shaded and labelled "below the trained range", a vertical line at t_min and t_max.
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    below = np.zeros(ts.shape, dtype=bool) if t_min is None else ts < t_min
     fig = go.Figure()
-    for i, (name, values) in enumerate(curves_db.items()):
+    for i, (name, values) in enumerate(curves.items()):
         error = None if errors is None or name not in errors else errors[name]
         fig.add_trace(
             go.Scatter(
@@ -285,7 +415,18 @@ def noise_level_curves(
                 mode="lines+markers",
                 name=name,
                 line={"color": MARKER_COLORS[i % len(MARKER_COLORS)]},
+                marker={"symbol": np.where(below, "circle-open", "circle").tolist(), "size": 7},
                 error_y=None if error is None else {"type": "data", "array": error},
+            )
+        )
+    if mean is not None and np.isfinite(mean).any():
+        fig.add_trace(
+            go.Scatter(
+                x=ts,
+                y=mean,
+                mode="lines",
+                name=mean_label,
+                line={"color": "black", "dash": "dash", "width": 2},
             )
         )
     if reference is not None:
@@ -298,12 +439,30 @@ def noise_level_curves(
                 line={"color": "#888", "dash": "dot"},
             )
         )
+    if t_min is not None and below.any():
+        fig.add_vrect(
+            x0=float(np.min(ts)),
+            x1=t_min,
+            fillcolor="#bbb",
+            opacity=0.3,
+            line_width=0,
+            annotation_text="below the trained range",
+            annotation_position="top left",
+        )
+    for value, label in ((t_min, "t_min"), (t_max, "t_max")):
+        if value is not None and np.min(ts) <= value <= np.max(ts):
+            fig.add_vline(
+                x=value,
+                line={"color": "#666", "width": 1.5},
+                annotation_text=f"trained {label}",
+                annotation_position="bottom right",
+            )
     fig.update_layout(
         title=title,
         xaxis_title="noise variance t (per pixel)",
         yaxis_title=y_title,
         margin=_MARGIN,
-        height=320,
+        height=340,
         legend=_LEGEND_BELOW,
     )
     fig.update_xaxes(type="log", exponentformat="power")
@@ -331,19 +490,21 @@ def signed_map(values: np.ndarray, *, title: str, colorbar_title: str) -> go.Fig
     return fig
 
 
-def estimator_bars(
-    names: Sequence[str], logp_db: Sequence[float], stderr_db: Sequence[float]
+def estimator_points(
+    names: Sequence[str], logp_db: Sequence[float], stderr_db: Sequence[float | None]
 ) -> go.Figure:
-    """log p of one image by several estimators, with ±1 standard error bars."""
-    errors = [e if np.isfinite(e) else 0.0 for e in stderr_db]
+    """log p of one image by several estimators: points with ±1 standard error where there is
+    one (no bars from 0: the axis spans the values, which may all be far from 0)."""
+    errors = [e if e is not None and np.isfinite(e) else 0.0 for e in stderr_db]
     fig = go.Figure(
-        go.Bar(
+        go.Scatter(
             x=list(names),
             y=list(logp_db),
+            mode="markers+text",
             error_y={"type": "data", "array": errors},
-            marker={"color": list(MARKER_COLORS[: len(names)])},
-            text=[f"{v:.2f}" for v in logp_db],
-            textposition="outside",
+            marker={"color": list(MARKER_COLORS[: len(names)]), "size": 14},
+            text=[f"{v:+.2f}" for v in logp_db],
+            textposition="middle right",
             name="log p",
         )
     )
@@ -354,4 +515,68 @@ def estimator_bars(
         height=320,
         showlegend=False,
     )
+    return fig
+
+
+def generalization_scatter(
+    logp_db_a: np.ndarray, logp_db_b: np.ndarray, *, title: str, labels: Sequence[str] = ()
+) -> go.Figure:
+    """log p under model A against model B of the same images, with the diagonal (Fig. 2)."""
+    a = np.asarray(logp_db_a, dtype=np.float64)
+    b = np.asarray(logp_db_b, dtype=np.float64)
+    low, high = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=a,
+            y=b,
+            mode="markers",
+            name="images",
+            marker={"size": 5, "color": "rgba(31,78,156,0.6)"},
+            text=list(labels) or None,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            name="equal log p",
+            line={"color": "#d62728", "dash": "dash"},
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="log p under model A  [dB/dim]",
+        yaxis_title="log p under model B  [dB/dim]",
+        margin=_MARGIN,
+        height=380,
+        showlegend=False,
+    )
+    return fig
+
+
+def generalization_curve(sizes: np.ndarray, mean_abs_diff_db: dict[str, np.ndarray]) -> go.Figure:
+    """Mean |log p_A - log p_B| against the training-set size N, log-log (Fig. 2's summary)."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(mean_abs_diff_db.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=sizes,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                line={"color": MARKER_COLORS[i % len(MARKER_COLORS)]},
+            )
+        )
+    fig.update_layout(
+        title="disagreement of the two models against N",
+        xaxis_title="training images per model N",
+        yaxis_title="mean |log p_A − log p_B|  [dB/dim]",
+        margin=_MARGIN,
+        height=340,
+        legend=_LEGEND_BELOW,
+    )
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
     return fig

@@ -1,15 +1,19 @@
 """Shared page pieces: the active model, the current image, image display, progress bars."""
 
+import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
+from PIL import Image
 
 import dsm_core as dc
 from app import loading
+from dsm_core.analysis import CHECK_ODE_PROBES, CHECK_ODE_STEPS, OneShotCheck, one_shot_check
 from dsm_core.images import ImageLoadError, fit_to_model, pixels_to_tensor, tensor_to_pixels
 from dsm_core.packaging import HeldoutSet
 
@@ -20,6 +24,7 @@ MODEL_CHOICE = "model_choice"
 IMAGE_INDEX = "image_index"  # position in the held-out sample images
 IMAGE_CHOICE = "image_choice"  # "test" or "upload"
 UPLOAD_BYTES, UPLOAD_NAME = "upload_bytes", "upload_name"
+UPLOAD_ORIGIN = "upload_origin"  # the page an image was sent from ("probe this"), if not uploaded
 UPLOAD_FIT, UPLOAD_SMALL, UPLOAD_ARRAY_INDEX = "upload_fit", "upload_small", "upload_array_index"
 
 
@@ -46,13 +51,14 @@ def upload_changed(widget_key: str) -> None:
         return
     st.session_state[UPLOAD_BYTES] = upload.getvalue()
     st.session_state[UPLOAD_NAME] = upload.name
+    st.session_state.pop(UPLOAD_ORIGIN, None)
     st.session_state[UPLOAD_ARRAY_INDEX] = 0
     st.session_state[IMAGE_CHOICE] = "upload"
 
 
 def forget_upload() -> None:
     """Stop using the upload on every page of this session."""
-    for key in (UPLOAD_BYTES, UPLOAD_NAME):
+    for key in (UPLOAD_BYTES, UPLOAD_NAME, UPLOAD_ORIGIN):
         st.session_state.pop(key, None)
     st.session_state[UPLOAD_ARRAY_INDEX] = 0
     st.session_state[IMAGE_CHOICE] = "test"
@@ -209,10 +215,11 @@ def image_picker(
         st.stop()
     options = (["test set"] if has_tests else []) + (["my upload"] if uploaded else [])
     source_key, index_key = f"{prefix}_from", f"{prefix}_index"
+    # Every run, not once: the shared choice may have changed on another page since this page's
+    # widgets were last drawn (their own on_change keeps the shared choice up to date).
     wanted = "my upload" if st.session_state[IMAGE_CHOICE] == "upload" else "test set"
-    if source_key not in st.session_state or st.session_state[source_key] not in options:
-        st.session_state[source_key] = wanted if wanted in options else options[0]
-    if has_tests and index_key not in st.session_state:
+    st.session_state[source_key] = wanted if wanted in options else options[0]
+    if has_tests:
         st.session_state[index_key] = min(
             int(st.session_state[IMAGE_INDEX]), heldout.num_images - 1
         )
@@ -245,3 +252,167 @@ def image_picker(
     with columns[2]:
         st.caption(f"Working on **{image.label}**. Browse or upload on *Probe an image*.")
     return image
+
+
+# ------------------------------------------------------------------------ claims and findings
+
+
+def verdict(agrees: bool, measured: str) -> None:
+    """One line: whether this model agrees with the paper's finding, then what was measured."""
+    head = (
+        ":green[**This model agrees with the paper.**]"
+        if agrees
+        else ":orange[**This model disagrees with the paper.**]"
+    )
+    st.markdown(f"{head} {measured}")
+
+
+# ------------------------------------------------------------------- moving work between pages
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 (C, H, W), C = 1 or 3 -> PNG file bytes."""
+    image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def send_to_probe(pixels: np.ndarray, name: str, origin: str) -> None:
+    """Make an image (uint8 (C, H, W)) the current image of every page and open it on Probe.
+
+    It takes the upload's place (a PNG, so 8-bit and clipped to [0, 1]); ``origin`` names the
+    page it came from.
+    """
+    st.session_state[UPLOAD_BYTES] = png_bytes(pixels)
+    st.session_state[UPLOAD_NAME] = f"{name}.png"
+    st.session_state[UPLOAD_ORIGIN] = origin
+    st.session_state[UPLOAD_ARRAY_INDEX] = 0
+    st.session_state[IMAGE_CHOICE] = "upload"
+    st.switch_page(PROBE_PAGE)
+
+
+def probe_button(pixels: np.ndarray, name: str, origin: str, key: str) -> None:
+    """A "Probe this" button that sends the image to the Probe page."""
+    if st.button("Probe this", key=key, help="Open this image on *Probe an image* (as a PNG)."):
+        send_to_probe(pixels, name, origin)
+
+
+def download_png(pixels: np.ndarray, file_name: str, key: str, label: str = "PNG") -> None:
+    """A download button for uint8 images (C, H, W) or (N, C, H, W) (side by side)."""
+    if pixels.ndim == 4:
+        pixels = np.concatenate(list(pixels), axis=2)
+    st.download_button(
+        label,
+        png_bytes(pixels),
+        file_name=file_name,
+        mime="image/png",
+        key=key,
+        icon=":material/download:",
+    )
+
+
+def download_csv(frame: pd.DataFrame, file_name: str, key: str, label: str = "CSV") -> None:
+    """A download button for a table (log p values, figure data)."""
+    st.download_button(
+        label,
+        frame.to_csv(index=False).encode(),
+        file_name=file_name,
+        mime="text/csv",
+        key=key,
+        icon=":material/download:",
+    )
+
+
+# --------------------------------------------------------------------- one-shot vs the ODE
+
+
+def ode_check_panel(
+    bundle: loading.ModelBundle,
+    heldout: HeldoutSet | None,
+    x: torch.Tensor,
+    labels: Sequence[str],
+    key: str,
+) -> OneShotCheck | None:
+    """A button that puts the probability-flow ODE's log p (eq. 14) next to the one-shot value of
+    images x (B, C, H, W), flagging disagreements; the result stays until x changes."""
+    model = bundle.model
+    evaluations = 2 + 4 * CHECK_ODE_STEPS  # one Heun step to t_min, then RK4
+    state_key = f"{key}_ode_check"
+    digest = loading.digest(x.detach().cpu().numpy())
+    if st.button(
+        "Check with the probability-flow ODE",
+        key=f"{key}_ode_run",
+        help="The ODE log p uses only the scores (∇U), not the energy's value: it checks the "
+        f"one-shot number independently (RK4, {CHECK_ODE_STEPS} log-t steps, "
+        f"{CHECK_ODE_PROBES} Hutchinson probes; {evaluations} score evaluations per image).",
+    ):
+        bar = st.progress(0.0, text="ODE")
+        spread = loading.one_shot_spread(
+            bundle,
+            heldout,
+            progress_callback(bar, "test images (once per model) — ODE steps"),
+        )
+        check = one_shot_check(
+            model,
+            x,
+            test_spread_db=spread,
+            generator=torch.Generator().manual_seed(0),
+            progress=progress_callback(bar, "ODE steps"),
+        )
+        bar.empty()
+        st.session_state[state_key] = (digest, check)
+    stored = st.session_state.get(state_key)
+    if stored is None or stored[0] != digest:
+        st.caption(
+            "The one-shot log p is only as good as the energy's consistency across noise levels: "
+            "check it with the probability-flow ODE (the first check of a model also measures "
+            f"how far the two differ on {loading.SPREAD_NUM_IMAGES} of its test images)."
+        )
+        return None
+    check = stored[1]
+    disagree = check.disagrees
+    table = pd.DataFrame(
+        {
+            "image": list(labels),
+            "one-shot (dB/dim)": check.one_shot_db,
+            "ODE (dB/dim)": check.ode_db,
+            "ODE ± s.e.": check.ode_stderr_db,
+            "one-shot − ODE": check.difference_db,
+            "tolerance": check.tolerance_db,
+            "check": ["disagree" if flag else "agree" for flag in disagree],
+            "pixels outside [0, 1]": check.outside,
+        }
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        key=f"{key}_ode_table",
+        column_config={
+            name: st.column_config.NumberColumn(format="%+.2f")
+            for name in ("one-shot (dB/dim)", "ODE (dB/dim)", "one-shot − ODE")
+        }
+        | {
+            name: st.column_config.NumberColumn(format="%.2f")
+            for name in ("ODE ± s.e.", "tolerance")
+        },
+    )
+    num = int(disagree.sum())
+    if num:
+        st.warning(
+            f"{num} of {len(disagree)}: the one-shot log p and the ODE disagree by more than the "
+            "tolerance: the energy's value there is not supported by its scores; trust neither "
+            "number alone."
+        )
+    st.caption(
+        "Tolerance: the larger of 3 × the ODE's standard error and "
+        f"{check.test_spread_db:.2f} dB/dim, the largest |one-shot − ODE| on "
+        f"{loading.SPREAD_NUM_IMAGES} test images of this model."
+        + (
+            f" {int(check.outside.sum())} image(s) have pixels outside [0, 1], where the model "
+            "saw no data."
+            if check.outside.any()
+            else ""
+        )
+    )
+    return check

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+import torch
 
 import dsm_core as dc
 from dsm_core.checkpoint import COMPANION_FILES, CONFIG_FILE, WEIGHTS_FILE, fetch_from_hub
-from dsm_core.images import DecodedImage, decode_upload
+from dsm_core.images import DecodedImage, decode_upload, pixels_to_tensor
 from dsm_core.packaging import (
     CompanionFileError,
     HeldoutSet,
@@ -114,8 +115,10 @@ def resolve_folder(choice: ModelChoice) -> tuple[Path, str]:
     """
     path = Path(choice.source).expanduser()
     if path.is_dir():
-        kind = "bundled default" if choice.is_default else "local folder"
-        return path, kind
+        if choice.is_default:
+            return path, "bundled default"
+        bundled = path.resolve().parent == CHECKPOINTS_DIR.resolve()
+        return path, f"bundled {path.resolve().name}" if bundled else "local folder"
     looks_local = choice.source.startswith((".", "/", "~")) or choice.source.count("/") != 1
     if path.exists() or looks_local:
         raise dc.ModelLoadError(f"{choice.source}: no such model folder")
@@ -191,6 +194,45 @@ def get_heldout(bundle: ModelBundle) -> tuple[HeldoutSet | None, str | None]:
 def _with_image_logp(_bundle: ModelBundle, _heldout: HeldoutSet, key: str) -> HeldoutSet:
     image_logp = logp_db_of_pixels(_bundle.model, _heldout.images)
     return dataclasses.replace(_heldout, image_logp_db=image_logp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def gumbel_finding(logp_db: np.ndarray) -> dc.analysis.GumbelFinding:
+    """The KS / Gumbel-vs-Normal test of the paper's Gumbel finding (cached by value)."""
+    return dc.analysis.gumbel_finding(gumbel_fit(logp_db))
+
+
+@st.cache_resource(show_spinner="Scoring the reference images…", max_entries=4)
+def reference_images(_bundle: ModelBundle, key: str) -> dc.analysis.ReferenceImages:
+    """Fig. 3's constant and uniform-noise images and their log p (seeded, once per model)."""
+    return dc.analysis.reference_images(_bundle.model, generator=torch.Generator().manual_seed(0))
+
+
+@st.cache_resource(show_spinner="Participation ratio of the test images…", max_entries=4)
+def participation_ratios(_heldout: HeldoutSet, key: str) -> np.ndarray:
+    """Wavelet participation ratio of each sample test image (M,) (paper Fig. 4 right)."""
+    return dc.participation_ratio(pixels_to_tensor(_heldout.images)).double().numpy()
+
+
+# The one-shot vs ODE disagreement on test images: on this many of the sample images, with the
+# check's own ODE settings (so its discretisation error is part of the tolerance).
+SPREAD_NUM_IMAGES = 6
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _one_shot_spread(_bundle: ModelBundle, _heldout: HeldoutSet, key: str, _progress) -> float:
+    x = pixels_to_tensor(_heldout.images[:SPREAD_NUM_IMAGES])
+    return dc.analysis.one_shot_spread(
+        _bundle.model, x, generator=torch.Generator().manual_seed(0), progress=_progress
+    )
+
+
+def one_shot_spread(bundle: ModelBundle, heldout: HeldoutSet | None, progress=None) -> float:
+    """The largest |one-shot - ODE| log p on a few test images, once per model (0 without test
+    images: then only the ODE's standard error is tolerated)."""
+    if heldout is None or heldout.images is None:
+        return 0.0
+    return _one_shot_spread(bundle, heldout, bundle.key, progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

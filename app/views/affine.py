@@ -4,7 +4,13 @@ import numpy as np
 import streamlit as st
 
 from app import charts, components, loading
-from dsm_core.analysis import affine_logp_db, affine_logp_db_grid, contrast_slice_logp_db
+from dsm_core.analysis import (
+    affine_in_range,
+    affine_logp_db,
+    affine_logp_db_grid,
+    contrast_finding,
+    contrast_slice_logp_db,
+)
 
 GRID_SIZE = 21  # a, b in linspace(0, 1, 21): 441 forward passes, computed once per image
 SLICE_SIZE = 21
@@ -12,17 +18,16 @@ SLICE_SIZE = 21
 st.title("Brightness & contrast")
 st.markdown(
     "Scale the contrast by **a** and shift the brightness by **b**: the image becomes a·x + b. "
-    "The paper (§3.2, Fig. 4) finds that brightness barely changes log p while **lower contrast "
-    "makes an image much more probable**: the support of the density is *star-shaped*, every "
-    "image is joined to the constant images by a path of rising probability. The map shows "
-    "a + b ≤ 1, where a·x + b stays in [0, 1]."
+    "**The paper** (§3.2, Fig. 4, on ImageNet64) finds that brightness barely changes log p "
+    "while **lower contrast makes an image more probable**, shown on the slice b = ½: the "
+    "support of the density is *star-shaped*, every image is joined to the constant images by a "
+    "path of rising probability. The map shows a + b ≤ 1, where a·x + b stays in [0, 1]; the "
+    "line plots show only the a·x + b that stay in [0, 1]."
 )
 st.caption(
-    "Every value here is the one-shot log p, −U(a·x + b, 0) − K: it is only as good as the "
-    "energy's consistency across noise levels. Check a trend that matters with the "
-    "probability-flow ODE, which uses only the scores (*Compare estimators*). The bundled "
-    "default model is a case in point: from b = 0 to 0.2 its one-shot log p rises while "
-    "its ODE log p stays flat (numbers in its model card)."
+    "Every value here is the one-shot log p, −U(a·x + b, 0): it is only as good as the "
+    "energy's consistency across noise levels. Check a value that matters with the "
+    "probability-flow ODE below, which uses only the scores."
 )
 
 bundle = components.require_bundle()
@@ -44,6 +49,19 @@ if grid is None:
     ).numpy()  # (A, B)
     bar.empty()
     store.put(grid_key, grid)
+finding_key = ("affine_finding", bundle.key, image.digest)
+finding = store.get(finding_key)
+if finding is None:
+    finding = contrast_finding(model, x)
+    store.put(finding_key, finding)
+slope = float(finding.slope_db[0])
+components.verdict(
+    bool(finding.agrees[0]),
+    f"On the paper's slice b = {finding.b:g}, from a = 0 to {finding.a[-1]:g}, log p of this "
+    f"image {'falls' if slope < 0 else 'rises'} with the contrast (least-squares slope "
+    f"{slope:+.2f} dB/dim per unit of a: from {finding.logp_db[0, 0]:+.2f} to "
+    f"{finding.logp_db[0, -1]:+.2f} dB/dim).",
+)
 
 
 @st.fragment
@@ -68,8 +86,11 @@ def affine_panel() -> None:
             st.caption(":orange[Some pixels leave [0, 1]; shown clipped, scored as they are.]")
     with right:
         m = st.columns(2)
+        change = round(current - original, 2)
         m[0].metric(
-            "log p(a·x + b) [dB/dim]", f"{current:+.2f}", delta=f"{current - original:+.2f}"
+            "log p(a·x + b) [dB/dim]",
+            f"{current:+.2f}",
+            delta=f"{change:+.2f}" if change != 0 else None,
         )
         m[1].metric("log p(x) [dB/dim]", f"{original:+.2f}")
         orders = (current - original) * model.d / 10
@@ -81,8 +102,12 @@ def affine_panel() -> None:
     plots = st.columns([3, 2])
     plots[0].plotly_chart(charts.affine_heatmap(a_grid, b_grid, grid, (a, b)), key="affine_heatmap")
     with plots[1]:
+        # only the a·x + b inside [0, 1] are scored (NaN: a gap in the line)
         a_line = np.linspace(0.0, 1.5, SLICE_SIZE)
-        along_a = contrast_slice_logp_db(model, x, a_line, b)[0].numpy()
+        inside_a = affine_in_range(x, a_line, [b])[0, :, 0].numpy()
+        along_a = np.full(SLICE_SIZE, np.nan)
+        if inside_a.any():
+            along_a[inside_a] = contrast_slice_logp_db(model, x, a_line[inside_a], b)[0].numpy()
         st.plotly_chart(
             charts.line_with_marker(
                 a_line, along_a, a, current, title=f"vary contrast (b = {b:.2f})", x_title="a"
@@ -90,13 +115,20 @@ def affine_panel() -> None:
             key="affine_slice_a",
         )
         b_line = np.linspace(-0.5, 1.0, SLICE_SIZE)
-        along_b = affine_logp_db(model, x, [a], b_line)[0, 0].numpy()
+        inside_b = affine_in_range(x, [a], b_line)[0, 0].numpy()
+        along_b = np.full(SLICE_SIZE, np.nan)
+        if inside_b.any():
+            along_b[inside_b] = affine_logp_db(model, x, [a], b_line[inside_b])[0, 0].numpy()
         st.plotly_chart(
             charts.line_with_marker(
                 b_line, along_b, b, current, title=f"vary brightness (a = {a:.2f})", x_title="b"
             ),
             key="affine_slice_b",
         )
+
+    components.ode_check_panel(
+        bundle, heldout, transformed[None], [f"a·x + b (a = {a:.2f}, b = {b:.2f})"], "affine"
+    )
 
 
 affine_panel()

@@ -1,14 +1,22 @@
 """Page 2: one image (from the test set or uploaded) - its log p, denoising, score, noise levels."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
 from app import charts, components, loading
-from dsm_core import units
-from dsm_core.analysis import dimensionality_curves
+from dsm_core import participation_ratio, units
+from dsm_core.analysis import dequantized_nll_bits_per_dim, noise_level_figure, sparsity_finding
 from dsm_core.explore import denoising_example, logp_gradient, logp_report
-from dsm_core.images import IMAGE_SUFFIXES, SMALL_POLICIES, ImageLoadError, thumbnail
+from dsm_core.images import (
+    IMAGE_SUFFIXES,
+    SMALL_POLICIES,
+    ImageLoadError,
+    pixels_to_tensor,
+    thumbnail,
+)
+from dsm_core.packaging import rank_indices
 
 st.title("Probe an image")
 st.markdown(
@@ -27,9 +35,9 @@ c, h, w = model.image_shape
 has_tests = heldout is not None and heldout.images is not None
 
 sources = (["Test set"] if has_tests else []) + ["Upload"]
-if "probe_source" not in st.session_state or st.session_state["probe_source"] not in sources:
-    wanted = "Upload" if st.session_state[components.IMAGE_CHOICE] == "upload" else "Test set"
-    st.session_state["probe_source"] = wanted if wanted in sources else sources[0]
+# every run: another page may have changed the shared choice since this radio was drawn
+wanted = "Upload" if st.session_state[components.IMAGE_CHOICE] == "upload" else "Test set"
+st.session_state["probe_source"] = wanted if wanted in sources else sources[0]
 
 
 def _sync_source() -> None:
@@ -45,10 +53,9 @@ source = st.radio(
 image: components.CurrentImage | None = None
 decoded = None
 if source == "Test set":
-    if "probe_index" not in st.session_state:
-        st.session_state["probe_index"] = min(
-            int(st.session_state[components.IMAGE_INDEX]), heldout.num_images - 1
-        )
+    st.session_state["probe_index"] = min(
+        int(st.session_state[components.IMAGE_INDEX]), heldout.num_images - 1
+    )
 
     def _sync_index() -> None:
         st.session_state[components.IMAGE_INDEX] = int(st.session_state["probe_index"])
@@ -89,7 +96,9 @@ else:
     )
     if upload is None and components.has_upload():  # uploaded before leaving this page
         cols = st.columns([4, 1], vertical_alignment="center")
-        cols[0].caption(f"Using **{st.session_state[components.UPLOAD_NAME]}**, uploaded earlier.")
+        origin = st.session_state.get(components.UPLOAD_ORIGIN)
+        how = f"sent from *{origin}*" if origin else "uploaded earlier"
+        cols[0].caption(f"Using **{st.session_state[components.UPLOAD_NAME]}**, {how}.")
         cols[1].button("remove it", key="probe_forget", on_click=components.forget_upload)
     cols = st.columns(3)
     cols[0].radio(
@@ -138,15 +147,28 @@ logp_db = float(report.logp_db[0])
 left, right = st.columns([1, 2])
 with left:
     if decoded is not None:
+        if max(decoded.width, decoded.height) < 256:  # small: enlarge by pixel repetition
+            shown = components.display_pixels(decoded.pixels, 256)
+        else:
+            shown = thumbnail(decoded.pixels, 256)
         st.image(
-            thumbnail(decoded.pixels, 256),
+            shown,
             caption=f"as uploaded ({decoded.width}×{decoded.height})",
+            width=int(shown.shape[1]),
         )
     components.show_image(image.pixels, caption=f"as the model sees it ({h}×{w})", size=192)
     if image.notes:
         st.caption("  \n".join(f"• {note}" for note in image.notes))
+    components.download_png(image.pixels, "image.png", "probe_png", "this image (PNG)")
 with right:
-    m = st.columns(4)
+    bound = float(
+        dequantized_nll_bits_per_dim(
+            model,
+            torch.from_numpy(image.pixels[None].astype(np.int64)),
+            generator=torch.Generator().manual_seed(0),
+        )[0]
+    )
+    m = st.columns(5)
     m[0].metric(
         "log p [dB/dim]",
         f"{logp_db:+.2f}",
@@ -165,6 +187,13 @@ with right:
         "log p [nats]",
         f"{report.logp_nats[0]:,.1f}",
         help=f"Natural log of the density over all d = {report.d} dimensions: −U(x).",
+    )
+    m[4].metric(
+        "NLL of the 8-bit image ≤ [bits/dim]",
+        f"{bound:.3f}",
+        help="The dequantized bound: the energy averaged over each pixel's 1/256 bin "
+        "(4 uniform draws), + 8 bits/dim. A true upper bound on −log₂ P / d of these 8-bit "
+        "pixels, which a spike of the density at the exact pixel values cannot lower.",
     )
     if report.percentile is not None:
         m[3].metric(
@@ -186,7 +215,11 @@ with right:
     if heldout is not None:
         histogram_with_marker()
 
-tabs = st.tabs(["Denoise", "Score map ∇ log p", "Across noise levels"])
+components.ode_check_panel(bundle, heldout, x, [image.label], "probe")
+
+tabs = st.tabs(
+    ["Denoise", "Score map ∇ log p", "Across noise levels (Fig. 5)", "Sparsity (Fig. 4)"]
+)
 
 with tabs[0]:
 
@@ -259,64 +292,148 @@ with tabs[1]:
 
 with tabs[2]:
     st.markdown(
-        "Paper §3.3, Fig. 5. For y = x + √t z, the **effective log p** −E[U(y, t) | x] stays flat "
-        "while the noise is smaller than the local support around x, then falls; the **effective "
-        "dimensionality** d_eff(x, t) = E‖x − D(y, t)‖² / t (eq. 11) says how many directions of "
-        "the noise the denoiser must keep. Probable images have low-dimensional neighbourhoods."
+        "**The paper** (§3.3, Fig. 5): for y = x + √t z, the **effective log p** −E[U(y, t) | x] "
+        "stays flat while the noise is smaller than the local support around x, then falls to the "
+        "test-set mean; the **effective dimensionality** d_eff(x, t) = E‖x − D(y, t)‖² / t "
+        "(eq. 11) vanishes at large t and reaches d at small t; probable images have "
+        "lower-dimensional neighbourhoods. Curves: this image and three test images (the least, "
+        "median and most probable of the sample); dashed: the average over test images."
     )
-    cols = st.columns(3)
+    cols = st.columns(4)
     num_levels = cols[0].slider("noise levels", 5, 25, 13, key="probe_curve_levels")
     num_noise = cols[1].slider("noise draws per level", 1, 64, 8, key="probe_curve_draws")
-    t_range = cols[2].select_slider(
+    num_average = cols[2].slider("test images averaged", 0, 64, 16, key="probe_curve_average")
+    t_range = cols[3].select_slider(
         "range of t (log10)",
         options=list(range(-10, 4)),
         value=(-8, 3),
         key="probe_curve_range",
     )
     ts = np.logspace(t_range[0], t_range[1], num_levels)
-    result_key = ("curves", bundle.key, image.digest, num_levels, num_noise, tuple(t_range))
+    examples = []
+    if has_tests:
+        examples = [int(v) for v in rank_indices(heldout.image_logp_db, 3, "even")]
+    labels = ["this image"] + [f"test #{position}" for position in examples]
+    average_count = min(num_average, heldout.num_images) if has_tests else 0
+    settings = (num_levels, num_noise, average_count, tuple(t_range), tuple(examples))
+    result_key = ("curves", bundle.key, image.digest, settings)
+    evaluations = num_levels * (len(labels) * num_noise + average_count)
     if st.button("Compute", key="probe_curve_run", type="primary"):
         bar = st.progress(0.0, text="noise levels")
-        curves = dimensionality_curves(
+        stack = [x] + [components.test_image(heldout, i).tensor() for i in examples]
+        figure = noise_level_figure(
             model,
-            x,
+            torch.cat(stack),
             torch.as_tensor(ts),
+            reference=None
+            if average_count == 0
+            else pixels_to_tensor(heldout.images[:average_count]),
             num_noise=num_noise,
             generator=torch.Generator().manual_seed(0),
             progress=components.progress_callback(bar, "noise levels"),
         )
         bar.empty()
-        st.session_state["probe_curves"] = (result_key, curves)
+        st.session_state["probe_curves"] = (result_key, figure)
     stored = st.session_state.get("probe_curves")
     if stored is None or stored[0] != result_key:
-        st.caption(
-            f"{num_levels} levels × {num_noise} draws = {num_levels * num_noise} gradient "
-            "evaluations. Press **Compute**."
-        )
+        st.caption(f"{evaluations:,} gradient evaluations. Press **Compute**.")
     else:
-        curves = stored[1]
-        mean_db = None if heldout is None else float(heldout.logp_db.mean())
+        figure = stored[1]
+        trained = figure.trained
         plots = st.columns(2)
         plots[0].plotly_chart(
             charts.noise_level_curves(
-                ts,
-                {"this image": curves.effective_logp_db[0].numpy()},
+                figure.ts,
+                dict(zip(labels, figure.logp_db, strict=True)),
+                mean=figure.mean_logp_db,
+                mean_label=f"average of {average_count} test images",
                 title="effective log p  −E[U(y, t) | x]",
                 y_title="dB/dim",
-                reference=mean_db,
-                reference_label="test-set mean log p at t = 0",
+                t_min=trained.t_min,
+                t_max=trained.t_max,
             ),
             key="probe_curve_logp",
         )
         plots[1].plotly_chart(
             charts.noise_level_curves(
-                ts,
-                {"d_eff (eq. 11)": curves.d_eff_denoiser[0].numpy()},
-                errors={"d_eff (eq. 11)": curves.d_eff_denoiser_stderr[0].numpy()},
-                title="effective dimensionality",
+                figure.ts,
+                dict(zip(labels, figure.d_eff, strict=True)),
+                errors=dict(zip(labels, figure.d_eff_stderr, strict=True)),
+                mean=figure.mean_d_eff,
+                mean_label=f"average of {average_count} test images",
+                title="effective dimensionality d_eff (eq. 11)",
                 y_title="d_eff",
-                reference=float(curves.d),
-                reference_label=f"d = {curves.d}",
+                reference=float(figure.d),
+                reference_label=f"d = {figure.d}",
+                t_min=trained.t_min,
+                t_max=trained.t_max,
             ),
             key="probe_curve_deff",
         )
+        below = figure.below_trained
+        if trained.t_min is None:
+            st.caption("This model folder does not record the noise range it was trained on.")
+        elif below.any():
+            how = (
+                "it is evaluated at t_min there, so its curves are flat by construction"
+                if model.t_min > 0
+                else "its values there are extrapolations of the network, not learned"
+            )
+            st.caption(
+                f"Shaded, open circles: t below the smallest trained noise variance "
+                f"t_min = {trained.t_min:.0e} ({int(below.sum())} of {len(below)} levels): {how}."
+            )
+        above = figure.above_d
+        if above.any():
+            where = [
+                f"{label} at t = {', '.join(f'{t:.0e}' for t in figure.ts[row])}"
+                for label, row in zip(labels, above, strict=True)
+                if row.any()
+            ]
+            st.caption(
+                f"d_eff > d = {figure.d} beyond 2 standard errors for {'; '.join(where)}: there "
+                "the denoiser's error is larger than the noise it was given (returning y "
+                "unchanged would do better). For an exact model, d_eff ≤ d holds on average over "
+                "images, not for each image; well above d it is model error."
+            )
+        else:
+            st.caption(
+                f"d_eff stays within 2 standard errors of d = {figure.d} or below it everywhere: "
+                "at small t it is ≈ d up to the Monte Carlo noise of ‖z‖² (±√(2d/n))."
+            )
+        table = pd.DataFrame({"t": figure.ts})
+        for label, values, dims in zip(labels, figure.logp_db, figure.d_eff, strict=True):
+            table[f"{label} effective log p (dB/dim)"] = values
+            table[f"{label} d_eff"] = dims
+        table["test average effective log p (dB/dim)"] = figure.mean_logp_db
+        table["test average d_eff"] = figure.mean_d_eff
+        components.download_csv(table, "noise_levels.csv", "probe_curve_csv", "figure data (CSV)")
+
+with tabs[3]:
+    st.markdown(
+        "**The paper** (§3.2, Fig. 4 right): log p is correlated with the sparsity of the "
+        "image's wavelet coefficients, measured by their participation ratio ‖c‖₁² / (d ‖c‖₂²) "
+        "in (0, 1] (smaller = sparser): sparser images are more probable."
+    )
+    if not has_tests:
+        st.info("This model folder has no test images to compare with.")
+    else:
+        ratios = loading.participation_ratios(heldout, bundle.key)
+        sparsity = sparsity_finding(ratios, heldout.image_logp_db)
+        current_ratio = float(participation_ratio(x)[0])
+        components.verdict(
+            sparsity.agrees,
+            f"On the {sparsity.num_images:,} test images, Spearman's rank correlation of the "
+            f"participation ratio with log p is {sparsity.spearman:+.2f} "
+            f"(p = {sparsity.p_value:.1g}"
+            + (
+                "): sparser images are more probable."
+                if sparsity.agrees
+                else "): not a significant negative correlation."
+            ),
+        )
+        st.plotly_chart(
+            charts.sparsity_scatter(ratios, heldout.image_logp_db, (current_ratio, logp_db)),
+            key="probe_sparsity",
+        )
+        st.caption(f"This image: participation ratio {current_ratio:.3f}, log p {logp_db:+.2f}.")

@@ -1,6 +1,11 @@
 """The paper's probes of a learned density; pure functions of a model and images."""
 
-from dsm_core.analysis.affine import affine_logp_db, affine_logp_db_grid, contrast_slice_logp_db
+from dsm_core.analysis.affine import (
+    affine_in_range,
+    affine_logp_db,
+    affine_logp_db_grid,
+    contrast_slice_logp_db,
+)
 from dsm_core.analysis.ascent import (
     AscentResult,
     AscentStep,
@@ -22,6 +27,8 @@ from dsm_core.analysis.dimensionality import (
 )
 from dsm_core.analysis.estimators import NLLEstimate, mse_nll_nats, ode_nll_nats, sde_nll_nats
 from dsm_core.analysis.findings import (
+    CHECK_ODE_PROBES,
+    CHECK_ODE_STEPS,
     ContrastFinding,
     GumbelFinding,
     InterpolationFinding,
@@ -65,6 +72,8 @@ from dsm_core.analysis.sampling import SamplingStep, iter_samples, noise_schedul
 from dsm_core.analysis.sparsity import haar_coefficients, participation_ratio
 
 __all__ = [
+    "CHECK_ODE_PROBES",
+    "CHECK_ODE_STEPS",
     "AscentResult",
     "AscentStep",
     "ContrastFinding",
@@ -84,6 +93,7 @@ __all__ = [
     "SamplingStep",
     "SmoothingFinding",
     "SparsityFinding",
+    "affine_in_range",
     "affine_logp_db",
     "affine_logp_db_grid",
     "ascend_logp",

@@ -100,3 +100,21 @@ def contrast_slice_logp_db(
     ``affine_logp_db``.
     """
     return affine_logp_db(model, x, a, [b], **kwargs)[:, :, 0]
+
+
+def affine_in_range(
+    x: torch.Tensor, a: torch.Tensor | list[float], b: torch.Tensor | list[float]
+) -> torch.Tensor:
+    """Whether ``a x + b`` stays inside [0, 1] at every pixel, (B, A, Bg) bool (no model needed).
+
+    Where it does not, log p(a x + b) scores an image outside the data range; the paper shows
+    only ``a + b <= 1`` (a, b >= 0), where every image in [0, 1] stays inside.
+    """
+    x = torch.as_tensor(x, dtype=torch.float64)
+    a = torch.as_tensor(a, dtype=torch.float64).reshape(1, -1, 1)
+    b = torch.as_tensor(b, dtype=torch.float64).reshape(1, 1, -1)
+    flat = x.flatten(1)
+    x_min, x_max = flat.min(dim=1).values[:, None, None], flat.max(dim=1).values[:, None, None]
+    low = torch.minimum(a * x_min, a * x_max) + b  # (B, A, Bg)
+    high = torch.maximum(a * x_min, a * x_max) + b
+    return (low >= 0) & (high <= 1)

@@ -3,7 +3,12 @@
 import torch
 
 from dsm_core import units
-from dsm_core.analysis import affine_logp_db, affine_logp_db_grid, contrast_slice_logp_db
+from dsm_core.analysis import (
+    affine_in_range,
+    affine_logp_db,
+    affine_logp_db_grid,
+    contrast_slice_logp_db,
+)
 
 from .closed_forms import exact_energy_nats
 
@@ -59,3 +64,16 @@ def test_unet_grid_shape_and_batch_invariance(tiny_model, tiny_images):
     small = affine_logp_db(tiny_model, tiny_images[:2], a, b, batch_size=5)
     assert big.shape == (2, 3, 4)
     torch.testing.assert_close(big, small, rtol=0, atol=1e-5)
+
+
+def test_affine_in_range_matches_the_transformed_pixels():
+    generator = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(3, 1, 4, 4, generator=generator, dtype=torch.float64)
+    a = torch.linspace(-0.5, 2.0, 11, dtype=torch.float64)
+    b = torch.linspace(-0.5, 1.0, 13, dtype=torch.float64)
+    mask = affine_in_range(x, a, b)
+    y = a[None, :, None, None, None, None] * x[:, None, None] + b[None, None, :, None, None, None]
+    expected = ((y >= 0) & (y <= 1)).flatten(3).all(dim=3)
+    assert mask.shape == (3, 11, 13)
+    assert torch.equal(mask, expected)
+    assert mask[:, 2, :].any() and not mask.all()  # a = 0: the constant image b is inside

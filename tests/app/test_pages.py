@@ -24,7 +24,7 @@ def _x(folder, position: int) -> torch.Tensor:
 def test_testset_page_histogram_gumbel_and_galleries(app: AppTest, tiny_model_dir, tiny_loaded):
     with np.load(tiny_model_dir / "test_logp_db.npz") as archive:
         logp = archive["logp_db"]
-    assert metric(app, "held-out images") == str(logp.size)
+    assert metric(app, "held-out log p values") == str(logp.size)
     assert metric(app, "entropy [dB/dim]") == f"{-logp.mean():.2f}"
     gumbel = dc.fit_gumbel(logp)
     assert metric(app, "Gumbel location [dB/dim]") == f"{gumbel.loc:+.2f}"
@@ -33,9 +33,11 @@ def test_testset_page_histogram_gumbel_and_galleries(app: AppTest, tiny_model_di
     (nll,) = [m for m in app.metric if m.label == "test NLL [bits/dim]"]
     assert "dequantized bound of the model card" in nll.proto.help
     assert f"is {bound:.3f} bits/dim" in nll.proto.help
-    (spec,) = plotly_specs(app)
+    spec, qq = plotly_specs(app)
     kinds = [(trace["type"], trace.get("name")) for trace in spec["data"]]
     assert kinds[:2] == [("histogram", "test images"), ("scatter", "Gumbel fit")]
+    assert [k[1] for k in kinds[2:]] == ["constant 0.5", "uniform noise"]  # Fig. 3's references
+    np.testing.assert_allclose(qq["data"][0]["y"], np.sort(logp))
     assert spec["data"][0]["histnorm"] == "probability density"
     np.testing.assert_allclose(spec["data"][0]["x"], logp)
     np.testing.assert_allclose(
@@ -44,9 +46,9 @@ def test_testset_page_histogram_gumbel_and_galleries(app: AppTest, tiny_model_di
     app.toggle(key="testset_log_y").set_value(True).run()
     app.toggle(key="testset_normal").set_value(True).run()
     assert_ok(app)
-    (spec,) = plotly_specs(app)
+    spec = plotly_specs(app)[0]
     assert spec["layout"]["yaxis"]["type"] == "log"
-    assert [t.get("name") for t in spec["data"]] == ["test images", "Gumbel fit", "Normal fit"]
+    assert [t.get("name") for t in spec["data"]][:3] == ["test images", "Gumbel fit", "Normal fit"]
     # galleries: the highest-log-p image first; "Probe" opens it on the Probe page
     top = int(np.argmax(logp))
     app.button(key=f"testset_probe_highest_{top}").click().run()
@@ -120,7 +122,8 @@ def test_probe_denoise_score_and_noise_curves(app: AppTest, tiny_model_dir, tiny
     assert_ok(app)
     specs = plotly_specs(app)
     titles = [s["layout"]["title"]["text"] for s in specs]
-    assert "effective dimensionality" in titles and any("effective log p" in t for t in titles)
+    assert "effective dimensionality d_eff (eq. 11)" in titles
+    assert any("effective log p" in t for t in titles)
 
 
 def test_affine_page(app: AppTest, tiny_model_dir, tiny_loaded):
