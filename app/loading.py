@@ -235,6 +235,18 @@ def one_shot_spread(bundle: ModelBundle, heldout: HeldoutSet | None, progress=No
     return _one_shot_spread(bundle, heldout, bundle.key, progress)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _seconds_per_score_evaluation(_bundle: ModelBundle, key: str, num_images: int) -> float:
+    return dc.analysis.seconds_per_score_evaluation(
+        _bundle.model, num_images, generator=torch.Generator().manual_seed(0)
+    )
+
+
+def seconds_per_score_evaluation(bundle: ModelBundle, num_images: int) -> float:
+    """Wall time of one score evaluation of ``num_images`` images, timed once per model."""
+    return _seconds_per_score_evaluation(bundle, bundle.key, num_images)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def gumbel_fit(logp_db: np.ndarray) -> dc.analysis.GumbelFit:
     """Maximum-likelihood Gumbel fit of log p values (cached by value)."""

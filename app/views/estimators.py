@@ -1,5 +1,6 @@
 """Page 6: the one-shot energy vs the ODE, denoising-bound and SDE estimates of log p (§A.2)."""
 
+import math
 import time
 
 import pandas as pd
@@ -37,7 +38,7 @@ x = image.tensor()
 with st.expander("Settings (defaults finish in a few seconds on a CPU)", expanded=False):
     cols = st.columns(4)
     ode_steps = cols[0].slider("ODE steps (RK4)", 5, 100, 20, key="est_ode_steps")
-    ode_probes = cols[0].slider("Hutchinson probes", 1, 8, 1, key="est_ode_probes")
+    ode_probes = cols[0].slider("Hutchinson probes", 1, 8, 2, key="est_ode_probes")
     mse_points = cols[1].slider("MSE: noise levels", 9, 129, 33, step=8, key="est_mse_points")
     mse_noise = cols[1].slider("MSE: draws per level", 1, 32, 4, key="est_mse_noise")
     use_sde = cols[2].checkbox("include the SDE estimate", value=False, key="est_sde")
@@ -73,7 +74,7 @@ if st.button("Run the estimators", key="est_run", type="primary"):
         {
             "estimator": "one-shot energy",
             "logp_db": float(report.logp_db[0]),
-            "stderr_db": 0.0,
+            "stderr_db": None,  # deterministic
             "evaluations": 1,
             "seconds": time.perf_counter() - start,
         }
@@ -135,6 +136,15 @@ if st.button("Run the estimators", key="est_run", type="primary"):
         )
     st.session_state[RESULT] = (settings, rows)
 
+
+def _stderr_text(stderr_db: float | None) -> str:
+    if stderr_db is None:
+        return "— (deterministic)"
+    if not math.isfinite(stderr_db):
+        return "n/a (needs ≥ 2 probes or draws)"
+    return f"{stderr_db:.3f}"
+
+
 stored = st.session_state.get(RESULT)
 if stored is None or stored[0] != settings:
     st.caption("Press **Run the estimators** (the one-shot value alone is on *Probe an image*).")
@@ -144,7 +154,7 @@ table = pd.DataFrame(
     {
         "estimator": [r["estimator"] for r in rows],
         "log p (dB/dim)": [r["logp_db"] for r in rows],
-        "± s.e. (dB/dim)": [r["stderr_db"] for r in rows],
+        "± s.e. (dB/dim)": [_stderr_text(r["stderr_db"]) for r in rows],
         "NLL (bits/dim)": [-units.db_to_bits(r["logp_db"]) for r in rows],
         "network evaluations": [r["evaluations"] for r in rows],
         "wall time (s)": [r["seconds"] for r in rows],
@@ -156,7 +166,6 @@ st.dataframe(
     key="est_table",
     column_config={
         "log p (dB/dim)": st.column_config.NumberColumn(format="%+.3f"),
-        "± s.e. (dB/dim)": st.column_config.NumberColumn(format="%.3f"),
         "NLL (bits/dim)": st.column_config.NumberColumn(format="%.4f"),
         "wall time (s)": st.column_config.NumberColumn(format="%.3f"),
     },
@@ -165,13 +174,13 @@ st.caption(
     "Network evaluations: gradient evaluations ∇U (a forward and a backward pass each) plus "
     "Hessian-vector products for the ODE's Laplacian; the one-shot energy is one forward pass. "
     "NLL here is of the continuous density; add 8 bits/dim for 8-bit images. The ODE's standard "
-    "error needs at least 2 Hutchinson probes (blank with one)."
+    "error needs at least 2 Hutchinson probes."
 )
 st.plotly_chart(
-    charts.estimator_bars(
+    charts.estimator_points(
         [r["estimator"] for r in rows],
         [r["logp_db"] for r in rows],
         [r["stderr_db"] for r in rows],
     ),
-    key="est_bars",
+    key="est_points",
 )

@@ -1,13 +1,16 @@
 """Page 7: images drawn from the model by reverse diffusion with its own score (§A.2)."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
 from app import charts, components, loading
-from dsm_core.analysis import iter_samples
+from dsm_core.analysis import iter_samples, sampling_score_evaluations
 from dsm_core.explore import logp_report
 from dsm_core.images import tensor_to_pixels
+
+LONG_RUN_S = 20.0  # warn before a run expected to take longer than this
 
 RESULT = "sample_result"
 METHODS = {
@@ -21,7 +24,8 @@ st.markdown(
     "The gradient of the energy is a score, so the model is also a diffusion model: start from "
     "pure noise N(0, t_max I) and walk the noise level down while following ∇ log p_t "
     "(paper §A.2). Each sample is then scored by the energy, and its log p placed on the "
-    "test-set histogram. A small model on a CPU makes textures rather than objects."
+    "test-set histogram; the probability-flow ODE checks that one-shot value. A small model on "
+    "a CPU makes textures rather than objects."
 )
 
 bundle = components.require_bundle()
@@ -34,6 +38,19 @@ num_steps = cols[1].slider("steps", 10, 1000, 100, step=10, key="sample_steps")
 num_samples = cols[2].slider("images", 1, 16, 8, key="sample_count")
 seed = cols[3].number_input("seed", 0, 100_000, 0, key="sample_seed")
 settings = (bundle.key, method, num_steps, num_samples, seed)
+evaluations = sampling_score_evaluations(method, num_steps)
+seconds = evaluations * loading.seconds_per_score_evaluation(bundle, num_samples)
+cost = (
+    f"{evaluations:,} score evaluations of {num_samples} images, about {seconds:,.0f} s on this "
+    "machine (timed once per model and batch)"
+)
+if seconds > LONG_RUN_S:
+    st.warning(
+        f"This run will take a while: {cost}."
+        + (" Annealed Langevin makes 10 updates per noise level." if method == "langevin" else "")
+    )
+else:
+    st.caption(cost + ".")
 
 if st.button("Sample", key="sample_run", type="primary"):
     bar = st.progress(0.0, text="denoising steps")
@@ -56,27 +73,44 @@ if st.button("Sample", key="sample_run", type="primary"):
     preview.empty()
     images = last.images
     logp = logp_report(model, images).logp_db if bundle.is_energy else None
-    outside = int(((images < 0) | (images > 1)).flatten(1).any(dim=1).sum())
-    st.session_state[RESULT] = (settings, tensor_to_pixels(images), logp, outside)
+    st.session_state[RESULT] = (settings, images, logp)
 
 stored = st.session_state.get(RESULT)
 if stored is None or stored[0] != settings:
     st.caption("Choose a method and press **Sample**.")
     st.stop()
-_, pixels, logp, num_outside = stored
-if num_outside:
-    st.caption(
-        f":orange[{num_outside} of {len(pixels)} samples have pixels outside [0, 1]] (shown "
-        "clipped; scored as they are): an under-trained model's sampler can leave the image range."
+_, images, logp = stored
+pixels = tensor_to_pixels(images)
+outside = ((images < 0) | (images > 1)).flatten(1).any(dim=1).numpy()
+if outside.any():
+    st.warning(
+        f"{int(outside.sum())} of {len(pixels)} samples have pixels outside [0, 1] "
+        f"({', '.join(f's{i}' for i in np.flatnonzero(outside))}; shown clipped, scored as they "
+        "are): the model saw no data there, and its log p of them says little."
     )
 per_row = 8
 for start in range(0, len(pixels), per_row):
     row = st.columns(per_row)
     for offset, column in enumerate(row[: len(pixels) - start]):
         i = start + offset
-        caption = f"sample {i}" + ("" if logp is None else f" · {logp[i]:+.2f} dB/dim")
+        caption = f"s{i}" + ("" if logp is None else f" · {logp[i]:+.2f} dB/dim")
+        caption += " · outside [0, 1]" if outside[i] else ""
         with column:
             components.show_image(pixels[i], caption=caption, size=96)
+actions = st.columns([2, 1, 1, 1, 2], vertical_alignment="bottom")
+chosen = actions[0].selectbox(
+    "sample", range(len(pixels)), format_func=lambda i: f"s{i}", key="sample_chosen"
+)
+with actions[1]:
+    components.probe_button(pixels[chosen], f"sample s{chosen}", "Sample", "sample_probe")
+with actions[2]:
+    components.download_png(pixels, "samples.png", "sample_png", "PNG (all)")
+if logp is not None:
+    with actions[3]:
+        table = pd.DataFrame(
+            {"sample": [f"s{i}" for i in range(len(pixels))], "logp_db": logp, "outside": outside}
+        )
+        components.download_csv(table, "samples_logp.csv", "sample_csv", "log p (CSV)")
 if logp is not None and heldout is not None:
     markers = [
         charts.Marker(float(v), f"s{i}", charts.MARKER_COLORS[i % len(charts.MARKER_COLORS)])
@@ -92,6 +126,11 @@ if logp is not None and heldout is not None:
         key="sample_histogram",
     )
     st.caption(
-        f"Mean log p of the samples: {np.mean(logp):+.2f} dB/dim; of the test images: "
-        f"{heldout.logp_db.mean():+.2f} dB/dim."
+        f"Median log p of the samples: {np.median(logp):+.2f} dB/dim; mean of the test images: "
+        f"{heldout.logp_db.mean():+.2f} dB/dim. The axis stays on the test set: a sample off it "
+        "is drawn at the edge, dotted, with its value."
+    )
+if logp is not None:
+    components.ode_check_panel(
+        bundle, heldout, images, [f"s{i}" for i in range(len(pixels))], "sample"
     )

@@ -13,6 +13,7 @@ from dsm_core.analysis.ascent import (
     default_step_size,
     iter_logp_ascent,
 )
+from dsm_core.analysis.cost import sampling_score_evaluations, seconds_per_score_evaluation
 from dsm_core.analysis.denoising import (
     DenoisingResult,
     default_psnr_grid,
@@ -133,7 +134,9 @@ __all__ = [
     "percentile_of",
     "reference_images",
     "sample",
+    "sampling_score_evaluations",
     "sde_nll_nats",
+    "seconds_per_score_evaluation",
     "smoothing_finding",
     "sparsity_finding",
     "total_variation",

@@ -210,10 +210,17 @@ def test_sample_page(app: AppTest, tiny_loaded):
     assert_ok(app)
     spec = plotly_specs(app)[0]
     assert [t["name"] for t in spec["data"][-3:]] == ["s0", "s1", "s2"]
-    samples_db = [t["x"][0] for t in spec["data"][-3:]]
+    samples_db = [t["customdata"][0] for t in spec["data"][-3:]]
     images = dc.sample(tiny_loaded, 3, num_steps=10, generator=torch.Generator().manual_seed(0))
     expected = dc.logp_db(tiny_loaded, images).numpy()
     np.testing.assert_allclose(samples_db, expected, rtol=1e-4, atol=1e-4)
+    # the axis stays on the test set: a sample off it is drawn at its edge
+    low, high = spec["layout"]["xaxis"]["range"]
+    test_logp = np.array(spec["data"][0]["x"])
+    assert low <= test_logp.min() and test_logp.max() <= high
+    assert high - low < 2 * np.ptp(test_logp)
+    for trace, value in zip(spec["data"][-3:], expected, strict=True):
+        assert trace["x"][0] == pytest.approx(np.clip(value, low, high))
 
 
 def test_model_and_units_pages(app: AppTest, tiny_model_dir, tiny_loaded):
