@@ -257,12 +257,12 @@ def image_picker(
 # ------------------------------------------------------------------------ claims and findings
 
 
-def verdict(agrees: bool, measured: str) -> None:
-    """One line: whether this model agrees with the paper's finding, then what was measured."""
+def verdict(agrees: bool, measured: str, subject: str = "This model") -> None:
+    """One line: whether ``subject`` agrees with the paper's finding, then what was measured."""
     head = (
-        ":green[**This model agrees with the paper.**]"
+        f":green[**{subject} agrees with the paper.**]"
         if agrees
-        else ":orange[**This model disagrees with the paper.**]"
+        else f":orange[**{subject} disagrees with the paper.**]"
     )
     st.markdown(f"{head} {measured}")
 

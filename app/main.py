@@ -69,6 +69,9 @@ PAGES = {
     "Estimators and sampling": [
         st.Page("views/estimators.py", title="Compare estimators", icon=":material/functions:"),
         st.Page("views/sample.py", title="Sample", icon=":material/auto_awesome:"),
+        st.Page(
+            "views/generalization.py", title="Generalization (Fig. 2)", icon=":material/join_inner:"
+        ),
     ],
     "About": [
         st.Page("views/model.py", title="Model", icon=":material/settings:"),

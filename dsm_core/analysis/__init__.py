@@ -54,10 +54,14 @@ from dsm_core.analysis.findings import (
     trained_noise_range,
 )
 from dsm_core.analysis.generalization import (
+    ConvergenceFinding,
     GeneralizationResult,
+    GeneralizationRun,
     GeneralizationSummary,
     compare_models,
+    convergence_finding,
     generalization_summary,
+    read_generalization_runs,
 )
 from dsm_core.analysis.gumbel import GumbelFit, fit_gumbel, frechet_parameters
 from dsm_core.analysis.interpolation import Interpolation, interpolation_logp_db
@@ -78,9 +82,11 @@ __all__ = [
     "AscentResult",
     "AscentStep",
     "ContrastFinding",
+    "ConvergenceFinding",
     "DenoisingResult",
     "DimensionalityCurves",
     "GeneralizationResult",
+    "GeneralizationRun",
     "GeneralizationSummary",
     "GumbelFinding",
     "GumbelFit",
@@ -101,6 +107,7 @@ __all__ = [
     "compare_models",
     "contrast_finding",
     "contrast_slice_logp_db",
+    "convergence_finding",
     "default_psnr_grid",
     "default_step_size",
     "denoise",
@@ -132,6 +139,7 @@ __all__ = [
     "outside_data_range",
     "participation_ratio",
     "percentile_of",
+    "read_generalization_runs",
     "reference_images",
     "sample",
     "sampling_score_evaluations",

@@ -2,7 +2,9 @@
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from dsm_core.analysis._common import Progress
@@ -97,3 +99,87 @@ def compare_models(
         if progress is not None:
             progress(k + 1, 2)
     return GeneralizationResult(results[0], results[1], generalization_summary(*results))
+
+
+@dataclass(frozen=True)
+class GeneralizationRun:
+    """One N of a generalization experiment as ``train/generalization.py`` writes it (Fig. 2).
+
+    Attributes:
+        size: training images per model N.
+        on_a: log p under models A and B of "A images" (A's training images).
+        on_b: the same for "B images".
+    """
+
+    size: int
+    on_a: GeneralizationResult
+    on_b: GeneralizationResult
+
+    @property
+    def mean_abs_diff_db(self) -> float:
+        """mean |log p_A - log p_B| over the images of both sets."""
+        diff = torch.cat(
+            [self.on_a.logp_db_a - self.on_a.logp_db_b, self.on_b.logp_db_a - self.on_b.logp_db_b]
+        )
+        return diff.abs().mean().item()
+
+
+def read_generalization_runs(folder: str | Path) -> list[GeneralizationRun]:
+    """The scatter files of a generalization folder, by increasing N.
+
+    Reads ``N{N}/scatter.npz`` (as ``train/generalization.py`` writes them) or
+    ``scatter_N{N}.npz`` (as in ``docs/results/``), arrays ``logp_db_model_{a,b}_on_{A,B}``.
+
+    Raises:
+        FileNotFoundError: no scatter file in the folder.
+    """
+    folder = Path(folder)
+    paths = {}
+    for path in [*folder.glob("N*/scatter.npz"), *folder.glob("scatter_N*.npz")]:
+        name = path.parent.name if path.name == "scatter.npz" else path.stem.split("_", 1)[1]
+        if name[1:].isdigit():
+            paths[int(name[1:])] = path
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no N*/scatter.npz or scatter_N*.npz")
+    runs = []
+    for size in sorted(paths):
+        with np.load(paths[size], allow_pickle=False) as archive:
+            results = []
+            for images in ("A", "B"):
+                a = torch.from_numpy(archive[f"logp_db_model_a_on_{images}"]).double()
+                b = torch.from_numpy(archive[f"logp_db_model_b_on_{images}"]).double()
+                results.append(GeneralizationResult(a, b, generalization_summary(a, b)))
+        runs.append(GeneralizationRun(size, *results))
+    return runs
+
+
+@dataclass(frozen=True)
+class ConvergenceFinding:
+    """Whether two models' log p converge as their training sets grow (paper Fig. 2).
+
+    Attributes:
+        sizes: N of each run, increasing.
+        mean_abs_diff_db: mean |log p_A - log p_B| over both image sets at each N.
+    """
+
+    sizes: tuple[int, ...]
+    mean_abs_diff_db: tuple[float, ...]
+
+    @property
+    def monotone(self) -> bool:
+        """The disagreement falls at every larger N."""
+        values = self.mean_abs_diff_db
+        return all(b < a for a, b in zip(values[:-1], values[1:], strict=True))
+
+    @property
+    def agrees(self) -> bool:
+        """The largest N has the smallest disagreement of all (the paper: they converge)."""
+        values = self.mean_abs_diff_db
+        return len(values) >= 2 and values[-1] == min(values) and values[-1] < values[0]
+
+
+def convergence_finding(runs: list[GeneralizationRun]) -> ConvergenceFinding:
+    """Test Fig. 2's finding on runs of increasing N."""
+    return ConvergenceFinding(
+        tuple(run.size for run in runs), tuple(run.mean_abs_diff_db for run in runs)
+    )

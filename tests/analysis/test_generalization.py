@@ -1,13 +1,19 @@
 """Agreement of two models' log p (Fig. 2)."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import dsm_core as dc
-from dsm_core.analysis import generalization_summary
+from dsm_core.analysis import (
+    convergence_finding,
+    generalization_summary,
+    read_generalization_runs,
+)
 
 from .closed_forms import eigen_coords
 
@@ -41,3 +47,44 @@ def test_two_oracles_whose_difference_is_known(gaussian_oracle, oracle_images):
     assert s.pearson == pytest.approx(np.corrcoef(a, b)[0, 1])
     same = dc.compare_models(gaussian_oracle, gaussian_oracle, oracle_images).summary
     assert same.rms_diff_db == 0 and same.pearson == pytest.approx(1)
+
+
+def test_read_generalization_runs_and_the_convergence_finding(tmp_path):
+    rng = np.random.default_rng(0)
+    spreads = {10: 5.0, 100: 1.0, 1000: 0.2}
+    for size, spread in spreads.items():
+        base = rng.normal(10, 3, (2, 20))
+        arrays = {
+            "logp_db_model_a_on_A": base[0],
+            "logp_db_model_b_on_A": base[0] + rng.normal(0, spread, 20),
+            "logp_db_model_a_on_B": base[1],
+            "logp_db_model_b_on_B": base[1] + rng.normal(0, spread, 20),
+        }
+        if size == 100:  # the docs/results layout
+            np.savez(tmp_path / f"scatter_N{size}.npz", **arrays)
+        else:  # train/generalization.py's layout
+            (tmp_path / f"N{size}").mkdir()
+            np.savez(tmp_path / f"N{size}" / "scatter.npz", **arrays)
+    runs = read_generalization_runs(tmp_path)
+    assert [run.size for run in runs] == [10, 100, 1000]
+    run = runs[0]
+    diff = np.concatenate(
+        [run.on_a.logp_db_a - run.on_a.logp_db_b, run.on_b.logp_db_a - run.on_b.logp_db_b]
+    )
+    assert run.mean_abs_diff_db == pytest.approx(np.abs(diff).mean())
+    finding = convergence_finding(runs)
+    assert finding.sizes == (10, 100, 1000) and finding.monotone and finding.agrees
+    diverging = convergence_finding(runs[::-1])
+    assert not diverging.agrees and not diverging.monotone
+    with pytest.raises(FileNotFoundError):
+        read_generalization_runs(tmp_path / "N10" / "nothing")
+
+
+def test_the_shipped_fashion_results_are_read():
+    folder = Path(__file__).resolve().parents[2] / "docs" / "results" / "fashion_generalization"
+    runs = read_generalization_runs(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [str(run.size) for run in runs] == list(summary)
+    for run in runs:
+        stored = summary[str(run.size)]["A_images"]["mean_abs_diff_db"]
+        assert run.on_a.summary.mean_abs_diff_db == pytest.approx(stored, rel=1e-6)
