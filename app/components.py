@@ -14,7 +14,13 @@ from PIL import Image
 import dsm_core as dc
 from app import loading
 from dsm_core.analysis import CHECK_ODE_PROBES, CHECK_ODE_STEPS, OneShotCheck, one_shot_check
-from dsm_core.images import ImageLoadError, fit_to_model, pixels_to_tensor, tensor_to_pixels
+from dsm_core.images import (
+    ImageLoadError,
+    fit_to_model,
+    pixels_to_tensor,
+    tensor_to_pixels,
+    thumbnail,
+)
 from dsm_core.packaging import HeldoutSet
 
 PROBE_PAGE = "views/probe.py"
@@ -122,7 +128,17 @@ def display_tensor(x: torch.Tensor, size: int = 160) -> np.ndarray:
 
 
 def show_image(pixels: np.ndarray, caption: str | None = None, size: int = 160) -> None:
-    st.image(display_pixels(pixels, size), caption=caption, width=size)
+    shown = display_pixels(pixels, size)
+    # PNG: JPEG (Streamlit's choice for opaque images) would blur the repeated pixels
+    st.image(shown, caption=caption, width=int(shown.shape[1]), output_format="PNG")
+
+
+def preview(pixels: np.ndarray, size: int = 256) -> np.ndarray:
+    """An upload for display at about ``size`` pixels: a small image enlarged by pixel
+    repetition (sharp, as the model sees pixels), a large one reduced (Lanczos)."""
+    if max(pixels.shape[1:]) < size:
+        return display_pixels(pixels, size)
+    return thumbnail(pixels, size)
 
 
 def fmt_db(value: float) -> str:
@@ -380,7 +396,10 @@ def ode_check_panel(
             "ODE ± s.e.": check.ode_stderr_db,
             "one-shot − ODE": check.difference_db,
             "tolerance": check.tolerance_db,
-            "check": ["disagree" if flag else "agree" for flag in disagree],
+            "check": [
+                "ODE diverged" if not np.isfinite(ode) else "disagree" if flag else "agree"
+                for ode, flag in zip(check.ode_db, disagree, strict=True)
+            ],
             "pixels outside [0, 1]": check.outside,
         }
     )

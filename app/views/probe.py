@@ -14,7 +14,6 @@ from dsm_core.images import (
     SMALL_POLICIES,
     ImageLoadError,
     pixels_to_tensor,
-    thumbnail,
 )
 from dsm_core.packaging import rank_indices
 
@@ -147,14 +146,12 @@ logp_db = float(report.logp_db[0])
 left, right = st.columns([1, 2])
 with left:
     if decoded is not None:
-        if max(decoded.width, decoded.height) < 256:  # small: enlarge by pixel repetition
-            shown = components.display_pixels(decoded.pixels, 256)
-        else:
-            shown = thumbnail(decoded.pixels, 256)
+        shown = components.preview(decoded.pixels, 256)
         st.image(
             shown,
             caption=f"as uploaded ({decoded.width}×{decoded.height})",
             width=int(shown.shape[1]),
+            output_format="PNG",
         )
     components.show_image(image.pixels, caption=f"as the model sees it ({h}×{w})", size=192)
     if image.notes:

@@ -298,7 +298,7 @@ class OneShotCheck:
 
     Attributes:
         one_shot_db: -U(x, 0) (B,).
-        ode_db: the ODE's log p (B,).
+        ode_db: the ODE's log p (B,); NaN where its trajectory diverged.
         ode_stderr_db: its Hutchinson standard error (B,) (NaN with one probe).
         test_spread_db: the largest |one-shot - ODE| seen on the model's test images (0 if not
             measured).
@@ -324,8 +324,8 @@ class OneShotCheck:
 
     @property
     def disagrees(self) -> np.ndarray:
-        """(B,) bool: |one-shot - ODE| is larger than the tolerance."""
-        return np.abs(self.difference_db) > self.tolerance_db
+        """(B,) bool: |one-shot - ODE| is larger than the tolerance, or the ODE diverged."""
+        return ~(np.abs(self.difference_db) <= self.tolerance_db)
 
 
 # Settings of the app's check: RK4 on 16 log-t steps, 2 Hutchinson probes (a standard error).
@@ -356,13 +356,31 @@ def one_shot_check(
     """
     x = check_images(model, x)
     one_shot = logp_db(model, x).double().numpy()
-    estimate = ode_nll_nats(
-        model, x, num_steps=num_steps, num_probes=num_probes, generator=generator, progress=progress
-    )
-    stderr_db = units.nats_to_db_per_dim(estimate.stderr_nats, model.d).abs().numpy()
+    ode_db = np.full(x.shape[0], math.nan)
+    stderr_db = np.full(x.shape[0], math.nan)
+    # the whole batch at once; if a trajectory leaves the finite numbers (an image far outside
+    # the data, an untrained model), image by image, NaN for those that diverge
+    groups = [slice(0, x.shape[0])]
+    while groups:
+        rows = groups.pop()
+        try:
+            estimate = ode_nll_nats(
+                model,
+                x[rows],
+                num_steps=num_steps,
+                num_probes=num_probes,
+                generator=generator,
+                progress=progress,
+            )
+        except ValueError:
+            if rows.stop - rows.start > 1:
+                groups.extend(slice(i, i + 1) for i in range(rows.start, rows.stop))
+            continue
+        ode_db[rows] = estimate.logp_db.double().numpy()
+        stderr_db[rows] = units.nats_to_db_per_dim(estimate.stderr_nats, model.d).abs().numpy()
     return OneShotCheck(
         one_shot_db=one_shot,
-        ode_db=estimate.logp_db.double().numpy(),
+        ode_db=ode_db,
         ode_stderr_db=stderr_db,
         test_spread_db=float(test_spread_db),
         outside=outside_data_range(x),

@@ -166,3 +166,17 @@ def test_reference_images_are_the_constant_and_uniform_noise(tiny_model):
     assert refs.labels == ("constant 0.5", "uniform noise")
     assert (refs.images[0] == 0.5).all() and 0 <= refs.images[1].min() < refs.images[1].max() <= 1
     np.testing.assert_allclose(refs.logp_db, dc.logp_db(tiny_model, refs.images).numpy())
+
+
+def test_one_shot_check_marks_a_diverging_ode_and_keeps_the_others(gaussian_oracle, oracle_images):
+    x = oracle_images[:3].clone()
+    x[1] = 1e307  # finite, but the ODE's trajectory grows past float64's range
+    check = findings.one_shot_check(
+        gaussian_oracle, x, num_steps=8, generator=torch.Generator().manual_seed(0)
+    )
+    assert np.isnan(check.ode_db[1]) and np.isfinite(check.ode_db[[0, 2]]).all()
+    assert check.disagrees[1] and check.outside[1]
+    alone = findings.one_shot_check(
+        gaussian_oracle, x[[0]], num_steps=8, generator=torch.Generator().manual_seed(0)
+    )
+    assert np.isfinite(alone.ode_db).all()
