@@ -580,3 +580,61 @@ def generalization_curve(sizes: np.ndarray, mean_abs_diff_db: dict[str, np.ndarr
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return fig
+
+
+def logp_map_figure(
+    preview: np.ndarray,
+    logp_db: np.ndarray,
+    tops: np.ndarray,
+    lefts: np.ndarray,
+    tile: int,
+    stride: int,
+    full_size: tuple[int, int],
+    marked: dict[str, int] | None = None,
+) -> go.Figure:
+    """The photo with a translucent map of its tiles' log p on top (native pixel coordinates).
+
+    preview: uint8 (C, h, w) of the whole image; logp_db: (rows, columns); tops/lefts: each
+    tile's corner (rows * columns,); full_size: (height, width); marked: label -> tile index,
+    drawn as outlined squares (the most and least probable tiles).
+    """
+    height, width = full_size
+    rgb = (np.repeat(preview, 3, axis=0) if preview.shape[0] == 1 else preview).transpose(1, 2, 0)
+    scale = width / rgb.shape[1]
+    rows, cols = logp_db.shape
+    centres_y = tops.reshape(rows, cols)[:, 0] + tile / 2
+    centres_x = lefts.reshape(rows, cols)[0, :] + tile / 2
+    fig = go.Figure()
+    fig.add_trace(go.Image(z=rgb, x0=scale / 2, y0=scale / 2, dx=scale, dy=scale, name="photo"))
+    fig.add_trace(
+        go.Heatmap(
+            x=centres_x,
+            y=centres_y,
+            z=logp_db,
+            opacity=0.55,
+            colorscale="Viridis",
+            colorbar={"title": "dB/dim"},
+            name="log p of the tile",
+            hovertemplate="tile at (%{x:.0f}, %{y:.0f})<br>log p %{z:.2f} dB/dim<extra></extra>",
+        )
+    )
+    for i, (label, index) in enumerate((marked or {}).items()):
+        top, left = float(tops[index]), float(lefts[index])
+        fig.add_shape(
+            type="rect",
+            x0=left,
+            y0=top,
+            x1=left + tile,
+            y1=top + tile,
+            line={"color": ("#d62728", "#1f77b4")[i % 2], "width": 3},
+            name=label,
+        )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", range=[height, 0], showticklabels=False)
+    fig.update_xaxes(range=[0, width], showticklabels=False, constrain="domain")
+    fig.update_layout(
+        title=f"log p of each {tile}×{tile} tile at native resolution"
+        + (f" (one tile every {stride} pixels)" if stride > tile else ""),
+        margin=_MARGIN,
+        height=520,
+    )
+    return fig

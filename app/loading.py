@@ -23,7 +23,8 @@ import torch
 
 import dsm_core as dc
 from dsm_core.checkpoint import COMPANION_FILES, CONFIG_FILE, WEIGHTS_FILE, fetch_from_hub
-from dsm_core.images import DecodedImage, decode_upload, pixels_to_tensor
+from dsm_core.images import DecodedImage, TiledImage, decode_upload, pixels_to_tensor
+from dsm_core.images import decode_tiles as dsm_decode_tiles
 from dsm_core.packaging import (
     CompanionFileError,
     HeldoutSet,
@@ -272,6 +273,25 @@ def decode(data: bytes, name: str, index: int) -> DecodedImage:
             decoded = decode_upload(data, name, index=index)
         store.put(key, decoded, decoded.pixels.nbytes)
     return decoded
+
+
+def decode_tiles(data: bytes, name: str, index: int, image_shape: tuple) -> TiledImage:
+    """``dsm_core.images.decode_tiles`` (one decode at a time), cached by content and shape in
+    the shared store (only the tiles and a preview are kept, about 3 MB at most)."""
+    key = (
+        "tiles",
+        hashlib.blake2b(data, digest_size=16).hexdigest(),
+        Path(name).suffix.lower(),
+        index,
+        tuple(image_shape),
+    )
+    store = result_store()
+    tiled = store.get(key)
+    if tiled is None:
+        with _DECODE_LOCK:
+            tiled = dsm_decode_tiles(data, name, tuple(image_shape), index=index)
+        store.put(key, tiled)
+    return tiled
 
 
 def digest(pixels: np.ndarray) -> str:

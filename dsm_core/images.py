@@ -272,8 +272,10 @@ def decode_image(
     try:
         opened = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
+        # Pillow refuses at twice its own limit before dsm_core reads the size: say ours
         raise ImageLoadError(
-            f"refused: the image is far too large to decode safely ({exc})"
+            f"refused: more than the limit of {max_pixels / 1e6:.0f} megapixels (a decompression "
+            "bomb, or simply too large); downscale it first"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(
@@ -645,3 +647,114 @@ def prepare_upload(
         data, name, index=index, max_pixels=max_pixels, max_elements=max_elements
     )
     return decoded, fit_to_model(decoded.pixels, image_shape, fit=fit, small=small)
+
+
+# ------------------------------------------------------------------------------ tiles (log p map)
+
+DEFAULT_MAX_TILES = 1024  # model-size tiles scored per image at most (a coarser grid beyond)
+TILE_PREVIEW_SIDE = 768  # the photo kept for display under the map, at most this many pixels
+
+
+@dataclass(frozen=True)
+class TiledImage:
+    """Model-size tiles of an upload at its native resolution, without the full image.
+
+    Attributes:
+        tiles: uint8 (N, C, R, R), in the model's channels, row-major over the grid.
+        grid_shape: (rows, columns) of the grid; N = rows * columns.
+        tops, lefts: pixel row / column of each tile's top-left corner in the full image (N,).
+        stride: pixels between neighbouring tiles (R, or a multiple of R for large images).
+        height, width: the full image's size.
+        preview: uint8 (C, h, w), the whole image reduced to at most ``TILE_PREVIEW_SIDE``.
+        notes: how it was read, in words.
+    """
+
+    tiles: np.ndarray
+    grid_shape: tuple[int, int]
+    tops: np.ndarray
+    lefts: np.ndarray
+    stride: int
+    height: int
+    width: int
+    preview: np.ndarray
+    notes: tuple[str, ...]
+
+
+def _model_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """(…, C, h, w) uint8 to the model's channels, as ``fit_to_model`` converts them."""
+    if channels == 1 and pixels.shape[-3] == 3:
+        return rgb_to_gray(pixels)
+    if channels == 3 and pixels.shape[-3] == 1:
+        return np.repeat(pixels, 3, axis=-3)
+    return pixels
+
+
+def decode_tiles(
+    data: bytes,
+    name: str,
+    image_shape: tuple[int, int, int],
+    *,
+    index: int = 0,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_elements: int = DEFAULT_MAX_ARRAY_ELEMENTS,
+) -> TiledImage:
+    """The upload's R x R tiles at native resolution (R the model's size), for a log p map.
+
+    Decodes like ``decode_upload`` (same checks, conversions and messages) but without the
+    downscaling to ``DEFAULT_MAX_DECODED_PIXELS``: the pixel cap is the header-checked
+    ``max_pixels``. The tiles form a grid of non-overlapping R x R squares from the top-left
+    corner (edge rows and columns beyond a multiple of R are left out); when there are more than
+    ``max_tiles``, every k-th tile row and column is kept (``stride`` = k R), so the tiles stay
+    native pixels. Only the tiles and a preview are returned; the full image is released here.
+    Memory while decoding: the full decode (at most ``max_pixels`` x 4 bytes) and its array.
+
+    Raises:
+        ImageLoadError: as ``decode_upload``, or the image is smaller than one tile.
+    """
+    channels, size, width_r = (int(v) for v in image_shape)
+    if size != width_r:
+        raise ImageLoadError(f"only square models are supported, got {size}x{width_r}")
+    decoded = decode_upload(
+        data,
+        name,
+        index=index,
+        max_pixels=max_pixels,
+        max_decoded_pixels=max_pixels,
+        max_elements=max_elements,
+    )
+    pixels = decoded.pixels  # (C, H, W), native resolution
+    _, height, width = pixels.shape
+    rows, cols = height // size, width // size
+    if rows < 1 or cols < 1:
+        raise ImageLoadError(f"the image ({width}x{height}) is smaller than one {size}x{size} tile")
+    step = max(1, math.ceil(math.sqrt(rows * cols / max_tiles)))
+    while math.ceil(rows / step) * math.ceil(cols / step) > max_tiles:
+        step += 1
+    tops = np.arange(0, rows, step) * size
+    lefts = np.arange(0, cols, step) * size
+    grid_tops, grid_lefts = np.meshgrid(tops, lefts, indexing="ij")
+    tiles = np.stack(
+        [
+            _model_channels(pixels[:, top : top + size, left : left + size], channels)
+            for top, left in zip(grid_tops.ravel(), grid_lefts.ravel(), strict=True)
+        ]
+    )  # (N, C, R, R)
+    preview = thumbnail(pixels, TILE_PREVIEW_SIDE)
+    preview = preview[None] if preview.ndim == 2 else preview.transpose(2, 0, 1)
+    notes = list(decoded.notes)
+    notes.append(
+        f"{tiles.shape[0]:,} tiles of {size}x{size} native pixels"
+        + (f", every {step}th tile row and column" if step > 1 else "")
+    )
+    return TiledImage(
+        tiles=np.ascontiguousarray(tiles),
+        grid_shape=(len(tops), len(lefts)),
+        tops=grid_tops.ravel(),
+        lefts=grid_lefts.ravel(),
+        stride=step * size,
+        height=height,
+        width=width,
+        preview=np.ascontiguousarray(preview),
+        notes=tuple(notes),
+    )

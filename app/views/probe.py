@@ -7,7 +7,13 @@ import torch
 
 from app import charts, components, loading
 from dsm_core import participation_ratio, units
-from dsm_core.analysis import dequantized_nll_bits_per_dim, noise_level_figure, sparsity_finding
+from dsm_core.analysis import (
+    dequantized_nll_bits_per_dim,
+    logp_map,
+    noise_level_figure,
+    percentile_of,
+    sparsity_finding,
+)
 from dsm_core.explore import denoising_example, logp_gradient, logp_report
 from dsm_core.images import (
     IMAGE_SUFFIXES,
@@ -213,6 +219,91 @@ with right:
         histogram_with_marker()
 
 components.ode_check_panel(bundle, heldout, x, [image.label], "probe")
+
+
+def log_p_map() -> None:
+    """The upload's model-size tiles at native resolution, scored one by one (a map)."""
+    fit = st.session_state[components.UPLOAD_FIT]
+    mode = {
+        "resize": f"the whole image, its centred square resized to {h}×{w}",
+        "crop": f"the central {h}×{w} crop (of the image as decoded)",
+    }[fit]
+    st.subheader("log p map at native resolution")
+    st.markdown(
+        f"The log p above is of **{mode}** (*fit to the model*: {fit}). Resizing a large photo "
+        "to the model's size averages its detail away, which makes it smoother and more "
+        f"probable; the map instead scores {h}×{w} tiles of the photo at its own resolution."
+    )
+    data = st.session_state[components.UPLOAD_BYTES]
+    name = st.session_state[components.UPLOAD_NAME]
+    index = int(st.session_state[components.UPLOAD_ARRAY_INDEX])
+    map_key = (bundle.key, loading.digest(np.frombuffer(data, dtype=np.uint8)), index)
+    if st.button("Compute the log p map", key="probe_map_run"):
+        bar = st.progress(0.0, text="decoding at native resolution")
+        try:
+            tiled = loading.decode_tiles(data, name, index, tuple(model.image_shape))
+        except ImageLoadError as exc:
+            bar.empty()
+            st.error(f"**{name}**: no map: {exc}")
+            return
+        result = logp_map(model, tiled, progress=components.progress_callback(bar, "tiles"))
+        bar.empty()
+        st.session_state["probe_map"] = (map_key, result)
+    stored = st.session_state.get("probe_map")
+    if stored is None or stored[0] != map_key:
+        st.caption("Press **Compute the log p map** (at most 1,024 tiles).")
+        return
+    result = stored[1]
+    tiled = result.tiled
+    order = result.order
+    best, worst = int(order[0]), int(order[-1])
+    flat = result.logp_db.ravel()
+    st.plotly_chart(
+        charts.logp_map_figure(
+            tiled.preview,
+            result.logp_db,
+            tiled.tops,
+            tiled.lefts,
+            h,
+            tiled.stride,
+            (tiled.height, tiled.width),
+            {"most probable": best, "least probable": worst},
+        ),
+        key="probe_map",
+    )
+    median_words = ""
+    if heldout is not None:
+        percentile = float(percentile_of(result.median_db, heldout.logp_db))
+        median_words = f" (percentile {percentile:.0f} of the test set)"
+    st.caption(
+        f"{flat.size:,} tiles of {tiled.width}×{tiled.height}: median {result.median_db:+.2f} "
+        f"dB/dim{median_words}, from {flat.min():+.2f} to {flat.max():+.2f}; the number at the "
+        f"top of the page ({logp_db:+.2f}) is of {mode}. Red square: the most probable tile; "
+        "blue: the least."
+    )
+    cols = st.columns(4)
+    for column, (label, k) in zip(
+        cols, (("most probable tile", best), ("least probable tile", worst)), strict=False
+    ):
+        with column:
+            components.show_image(
+                tiled.tiles[k],
+                caption=f"{label}: {flat[k]:+.2f} dB/dim at ({tiled.lefts[k]}, {tiled.tops[k]})",
+                size=128,
+            )
+            components.probe_button(
+                tiled.tiles[k],
+                f"{label.split()[0]} tile at {tiled.lefts[k]},{tiled.tops[k]}",
+                "Probe an image (log p map)",
+                f"probe_map_probe_{label.split()[0]}",
+            )
+    with cols[2]:
+        table = pd.DataFrame({"top": tiled.tops, "left": tiled.lefts, "logp_db": flat})
+        components.download_csv(table, "logp_map.csv", "probe_map_csv", "tile log p (CSV)")
+
+
+if decoded is not None and max(decoded.width, decoded.height) >= 2 * h:
+    log_p_map()
 
 tabs = st.tabs(
     ["Denoise", "Score map ∇ log p", "Across noise levels (Fig. 5)", "Sparsity (Fig. 4)"]

@@ -75,6 +75,7 @@ from dsm_core.analysis.logp import (
 )
 from dsm_core.analysis.sampling import SamplingStep, iter_samples, noise_schedule, sample
 from dsm_core.analysis.sparsity import haar_coefficients, participation_ratio
+from dsm_core.analysis.tiles import LogpMap, logp_map, tile_tensor
 
 __all__ = [
     "CHECK_ODE_PROBES",
@@ -92,6 +93,7 @@ __all__ = [
     "GumbelFit",
     "Interpolation",
     "InterpolationFinding",
+    "LogpMap",
     "NLLEstimate",
     "NoiseLevelFigure",
     "NoiseRange",
@@ -129,6 +131,7 @@ __all__ = [
     "iter_samples",
     "logp_db",
     "logp_db_curve",
+    "logp_map",
     "mse_nll_nats",
     "nll_bits_per_dim",
     "noise_level_figure",
@@ -147,6 +150,7 @@ __all__ = [
     "seconds_per_score_evaluation",
     "smoothing_finding",
     "sparsity_finding",
+    "tile_tensor",
     "total_variation",
     "trained_noise_range",
 ]

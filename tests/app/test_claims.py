@@ -369,3 +369,35 @@ def test_tiny_upload_is_enlarged_by_pixel_repetition(app: AppTest):
     assert [i for i in app.image if "as uploaded (30×20)" in i.captions]
     large = np.zeros((3, 600, 900), dtype=np.uint8)
     assert components.preview(large, 256).shape[:2] == (171, 256)  # reduced, not enlarged
+
+
+# ------------------------------------------------------------------ item 4: the log p map
+
+
+@needs_bundled
+def test_log_p_map_of_a_large_upload_on_the_default_model(monkeypatch, default_model):
+    app = _open(monkeypatch, DEFAULT)
+    app.switch_page("views/probe.py").run()
+    app.radio(key="probe_source").set_value("Upload").run()
+    rgb = np.random.default_rng(3).integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    rgb[:, :200] = 128  # a flat half and a noisy half: the map must tell them apart
+    data = samples.encode(samples.Image.fromarray(rgb), "PNG")
+    app.file_uploader(key="probe_upload").set_value(("big.png", data, "image/png")).run()
+    app.button(key="probe_map_run").click().run()
+    assert_ok(app)
+    tiled = dc.images.decode_tiles(data, "big.png", default_model.image_shape)
+    expected = dc.analysis.logp_map(default_model, tiled)
+    (spec,) = [s for s in plotly_specs(app) if "native resolution" in s["layout"]["title"]["text"]]
+    heatmap = next(t for t in spec["data"] if t["type"] == "heatmap")
+    np.testing.assert_allclose(np.array(heatmap["z"]), expected.logp_db, rtol=1e-5)
+    best = int(expected.order[0])
+    assert (
+        tiled.lefts[best] + 32 <= 200 + 32
+    )  # the most probable tile lies in (or at) the flat half
+    captions = " ".join(c.value for c in app.caption)
+    assert f"median {expected.median_db:+.2f}" in captions
+    logp = metric(app, "log p [dB/dim]")
+    assert f"the number at the top of the page ({logp}) is of the whole image" in captions
+    app.button(key="probe_map_probe_most").click().run()  # the best tile becomes the image
+    assert_ok(app)
+    assert metric(app, "log p [dB/dim]") == f"{expected.logp_db.ravel()[best]:+.2f}"
