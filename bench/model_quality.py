@@ -175,6 +175,11 @@ def _status(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _count(f: dict, key: str = "num_images", adjective: str = "") -> str:
+    """A count from the figures with the set's word for its items: "64 crops", "64 images"."""
+    return " ".join(filter(None, [str(f[key]), adjective, f.get("item", "crops")]))
+
+
 def _not_evaluated(set_name: str, name: str, why: str, threshold: str, counted: bool) -> Bar:
     return Bar(set_name, name, "NOT EVALUATED", why, threshold, counted)
 
@@ -192,7 +197,7 @@ def judge_oneshot_ode(set_name: str, f: dict | None, counted: bool = True) -> Ba
         and abs(f["mean_signed_delta_db"]) <= ODE_MEAN_SIGNED_MAX_DB
     )
     figures = (
-        f"{f['num_images']} crops, {f['num_probes']} probes: mean |delta| "
+        f"{_count(f)}, {f['num_probes']} probes: mean |delta| "
         f"{f['mean_abs_delta_db']:.3f}, mean delta (one-shot - ODE) "
         f"{f['mean_signed_delta_db']:+.3f} +- {f['signed_se_db']:.3f} dB/dim"
     )
@@ -214,7 +219,7 @@ def judge_ascent(set_name: str, f: dict | None, counted: bool = True) -> Bar:
         and f["fraction_tv_falling"] >= ASCENT_TV_FALLING_MIN
     )
     figures = (
-        f"{f['num_images']} most textured crops (highest Haar PR), {f['num_steps']} steps: "
+        f"{_count(f, adjective='most textured')} (highest Haar PR), {f['num_steps']} steps: "
         f"best iterate one-shot - ODE max |.| {f['max_abs_ode_gap_db']:.2f} (mean "
         f"{f['mean_abs_ode_gap_db']:.2f}); best log p max {f['max_best_logp_db']:.2f} vs best "
         f"constant {f['best_constant_logp_db']:.2f} (c = {f['best_constant_c']:g}), excess "
@@ -259,10 +264,11 @@ def judge_brightness_contrast(set_name: str, f: dict | None, counted: bool = Tru
     )
     curve = f["contrast_mean_logp_db"]
     figures = (
-        f"{f['num_images']} crops: one-shot slope of log p({BRIGHTNESS_A:g} x + b) "
+        f"{_count(f)}: one-shot slope of log p({BRIGHTNESS_A:g} x + b) "
         f"{f['brightness_slope_db']:+.2f} +- {f['brightness_slope_se_db']:.2f} dB/dim per unit b; "
         f"log p(a x + {CONTRAST_B:g}) strictly decreasing over a = 0 ... 0.5 for "
-        f"{f['contrast_fraction_monotone']:.0%} of crops (mean {curve[0]:.2f} -> {curve[-1]:.2f})"
+        f"{f['contrast_fraction_monotone']:.0%} of {f.get('item', 'crops')} (mean "
+        f"{curve[0]:.2f} -> {curve[-1]:.2f})"
     )
     return Bar(set_name, "brightness-contrast", _status(ok), figures, threshold, counted)
 
@@ -279,7 +285,7 @@ def judge_distribution(set_name: str, f: dict | None, counted: bool = True) -> B
     scenes = f["num_scenes"]
     reasons = []
     if f["num_values"] < DISTRIBUTION_MIN_VALUES:
-        reasons.append(f"only {f['num_values']} crops")
+        reasons.append(f"only {_count(f, 'num_values')}")
     if scenes is None:
         reasons.append("scene count unknown")
     elif scenes < DISTRIBUTION_MIN_SCENES:
@@ -289,7 +295,7 @@ def judge_distribution(set_name: str, f: dict | None, counted: bool = True) -> B
     if not f["gumbel_nll"] < f["normal_nll"]:
         reasons.append("Normal fits as well or better")
     figures = (
-        f"{f['num_values']} crops, {scenes if scenes is not None else 'unknown'} scenes: skew "
+        f"{_count(f, 'num_values')}, {scenes if scenes is not None else 'unknown'} scenes: skew "
         f"{f['skew']:+.3f}; Gumbel KS {f['gumbel_ks']:.3f} NLL {f['gumbel_nll']:.4f}, Normal KS "
         f"{f['normal_ks']:.3f} NLL {f['normal_nll']:.4f} nats"
         + (f" -- fails: {'; '.join(reasons)}" if reasons else "")
@@ -311,7 +317,7 @@ def judge_nll(set_name: str, f: dict | None, counted: bool = True) -> Bar:
         else f"train n/a ({f.get('train_note', 'not readable')})"
     )
     gmm_text = f"{f['gmm_name']} {gmm:.3f}" if gmm is not None else f"mixture n/a ({f['gmm_note']})"
-    figures = f"{f['num_images']} crops: ours {ours:.3f}, PNG {png:.3f}, {gmm_text} bits/dim; {gap}"
+    figures = f"{_count(f)}: ours {ours:.3f}, PNG {png:.3f}, {gmm_text} bits/dim; {gap}"
     if gmm is None:
         return Bar(set_name, "nll", "NOT EVALUATED", figures, threshold, counted)
     return Bar(set_name, "nll", _status(ours < png and ours < gmm), figures, threshold, counted)
@@ -323,7 +329,7 @@ def judge_sparsity(set_name: str, f: dict | None, counted: bool = True) -> Bar:
     if f is None:
         return _not_evaluated(set_name, "sparsity", "no crops", threshold, counted)
     figures = (
-        f"{f['num_images']} crops: Spearman(log p, Haar PR) {f['spearman_pr']:+.3f} "
+        f"{_count(f)}: Spearman(log p, Haar PR) {f['spearman_pr']:+.3f} "
         f"(with TV {f['spearman_tv']:+.3f})"
     )
     ok = f["spearman_pr"] <= SPARSITY_SPEARMAN_MAX
@@ -370,6 +376,7 @@ class EvalSet:
     pixels: np.ndarray
     scenes: np.ndarray | None
     description: str
+    item: str = "crops"  # what the output calls one image of the set
 
     @property
     def num_scenes(self) -> int | None:
@@ -461,6 +468,7 @@ def fashion_test_set(model: dc.BaseEnergy, num: int) -> EvalSet:
         pixels,
         np.arange(num),  # every test image is its own scene
         f"{dataset.name}: the first {num} of {len(dataset)} test images (each its own scene)",
+        item="images",
     )
 
 
@@ -795,6 +803,8 @@ def measure_set(
         "spearman_pr": baselines.spearman(logp, pr),
         "spearman_tv": baselines.spearman(logp, baselines.total_variation(x)),
     }
+    for name, _ in PER_SET_BARS:
+        out[name]["item"] = test_set.item
     return out
 
 
