@@ -167,7 +167,7 @@ def read_json_object(path: Path, error: type[Exception], max_bytes: int = MAX_JS
 def check_config_values(config: EnergyConfig, where: str = "config") -> None:
     """Refuse values that would give NaN or nonsense before anything is built.
 
-    Every number must be finite, every integer >= 0; ``image_size`` (at most
+    Every number must be finite, every integer and ``t_min`` >= 0; ``image_size`` (at most
     ``MAX_IMAGE_SIZE``), ``data_var``, ``channels``, ``base_width`` and ``kernel_size`` positive;
     ``2 ** num_scales`` at most ``image_size``.
 
@@ -198,6 +198,8 @@ def check_config_values(config: EnergyConfig, where: str = "config") -> None:
     for name, value in positive.items():
         if not value > 0:
             raise ModelLoadError(f"{where}: {name} = {value} must be positive")
+    if config.t_min < 0:
+        raise ModelLoadError(f"{where}: model.t_min = {config.t_min} must be >= 0")
     if config.image_size > MAX_IMAGE_SIZE:
         raise ModelLoadError(
             f"{where}: model.image_size = {config.image_size} is more than {MAX_IMAGE_SIZE}"
@@ -233,6 +235,14 @@ def read_config(folder: str | Path) -> tuple[EnergyConfig, float | None, dict]:
         config = from_dict(EnergyConfig, document["model"])
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{path}: metadata must be a JSON object")
+    if "t_min" not in document["model"]:
+        # saved before models knew their floor: the run's noise range says where it was trained
+        trained_t_min = ((metadata.get("train_config") or {}).get("noise") or {}).get("t_min")
+        if isinstance(trained_t_min, int | float) and not isinstance(trained_t_min, bool):
+            config = dataclasses.replace(config, t_min=float(trained_t_min))
     check_config_values(config, str(path))
     log_norm = document.get("log_norm_nats")
     if config.head == "score":
@@ -244,9 +254,6 @@ def read_config(folder: str | Path) -> tuple[EnergyConfig, float | None, dict]:
         )
     elif not math.isfinite(log_norm):
         raise ModelLoadError(f"{path}: log_norm_nats = {log_norm} is not a finite number")
-    metadata = document.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ModelLoadError(f"{path}: metadata must be a JSON object")
     return config, None if log_norm is None else float(log_norm), metadata
 
 

@@ -62,6 +62,16 @@ class EnergyConfig:
     # released models). The floor keeps U(x, 0) finite; set it to the smallest trained t.
     output_scaling: OutputScaling = "none"
     sigma_floor_t: float = 1e-6
+    # Deviation from the release (0 there): the network sees y - input_offset and the head is
+    # <y - input_offset, f>/2. With a homogeneous network the energy then scales as a^2 along every
+    # contrast axis input_offset + a (y - input_offset), so the constant image input_offset is its
+    # extremum; with 0 that centre is the black image, outside the bulk of [0, 1] data.
+    input_offset: float = 0.0
+    # The smallest noise variance the model was trained on (training sets it to noise.t_min).
+    # Below it the model is evaluated at t_min: U(y, t) = U(y, t_min) for t < t_min, so log p at
+    # t = 0 is the trained value, flat and continuous in t, never an extrapolation. 0: no floor
+    # (folders saved before the field existed).
+    t_min: float = 0.0
 
     @property
     def channels(self) -> int:

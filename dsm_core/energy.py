@@ -63,6 +63,9 @@ class DenoisingModel(nn.Module):
     """Anything with ``grad_y`` (= -score) and the Miyasawa-Tweedie denoiser ``y - t grad_y``."""
 
     image_shape: tuple[int, ...]
+    # The smallest noise variance the model was trained on: an evaluation at t < t_min is made at
+    # t_min, so the model is flat and continuous in t below its trained range (0: no floor).
+    t_min: float = 0.0
 
     @property
     def d(self) -> int:
@@ -137,13 +140,14 @@ class BaseEnergy(DenoisingModel):
         self.metadata: dict = {}
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Unnormalised energy in nats, y (B, *image_shape), t (B,) -> (B,)."""
+        """Unnormalised energy in nats, y (B, *image_shape), t (B,) >= t_min -> (B,)."""
         raise NotImplementedError
 
     def energy(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """Normalised energy U(y, t) in nats (B,); safe under ``torch.inference_mode``."""
         y = self.check_images(y)
-        return self.raw_energy(y, batch_t(t, y)) + self.log_norm_nats
+        t = batch_t(t, y).clamp_min(self.t_min)  # (B,) flat below the trained range
+        return self.raw_energy(y, t) + self.log_norm_nats
 
     def energy_and_scores(
         self, y: torch.Tensor, t: torch.Tensor | float, create_graph: bool = False
@@ -174,7 +178,8 @@ class BaseEnergy(DenoisingModel):
                 y = y.detach().requires_grad_(True)
             if with_grad_t and not t.requires_grad:
                 t = t.detach().requires_grad_(True)
-            energy = self.raw_energy(y, t) + self.log_norm_nats  # (B,)
+            # flat below the trained range: grad_t is 0 there
+            energy = self.raw_energy(y, t.clamp_min(self.t_min)) + self.log_norm_nats  # (B,)
             inputs = (y, t) if with_grad_t else (y,)
             grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
         # grad_y: (B, *image_shape), grad_t: (B,)
@@ -218,6 +223,9 @@ class EnergyModel(BaseEnergy):
 
     Options (off in the release): the network part divided by sqrt(t + sigma_floor_t)
     (``output_scaling="inverse_sigma"``), and an analytic Gaussian time term (``time_term``).
+    The network and the inner product see ``y - config.input_offset`` (0 in the release).
+    Every part sees ``max(t, config.t_min)``: below the smallest trained noise variance the energy
+    is constant in t (grad_t = 0 there), so U(y, 0) = U(y, t_min) is the trained value.
     """
 
     def __init__(self, config: EnergyConfig, log_norm_nats: float = 0.0):
@@ -225,6 +233,7 @@ class EnergyModel(BaseEnergy):
             raise ValueError("head='score' is a ScoreModel, not an energy")
         super().__init__(config.image_shape, log_norm_nats)
         self.config = config
+        self.t_min = config.t_min
         self.unet = UNet(config.unet)
         if config.image_size % self.unet.min_divisor:
             raise ValueError(
@@ -236,6 +245,7 @@ class EnergyModel(BaseEnergy):
         )
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = y - self.config.input_offset
         f = self.unet(y, t)  # (B, C, H, W)
         if self.config.head == "inner_product":
             energy = 0.5 * (y * f).flatten(1).sum(dim=1)  # (B,)
@@ -257,12 +267,14 @@ class ScoreModel(DenoisingModel):
         super().__init__()
         self.image_shape = config.image_shape
         self.config = config
+        self.t_min = config.t_min
         self.metadata: dict = {}
         self.unet = UNet(config.unet)
 
     def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         y = self.check_images(y)
-        return self.unet(y, batch_t(t, y))
+        t = batch_t(t, y).clamp_min(self.t_min)  # (B,) flat below the trained range
+        return self.unet(y - self.config.input_offset, t)
 
 
 def model_from_config(config: EnergyConfig, log_norm_nats: float = 0.0) -> EnergyModel | ScoreModel:

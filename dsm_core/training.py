@@ -165,6 +165,13 @@ def resolve_config(document: dict, overrides: dict[str, Any] | None = None) -> T
             cfg = apply_overrides(cfg, overrides)
         except KeyError as exc:
             raise ValueError(f"override: unknown field ({exc.args[0]})") from exc
+    if cfg.model.t_min not in (0.0, cfg.noise.t_min):
+        raise ValueError(
+            f"model.t_min {cfg.model.t_min} differs from noise.t_min {cfg.noise.t_min}: the "
+            "model's floor is the smallest trained noise variance (leave model.t_min unset)"
+        )
+    # The model is flat in t below the range it is trained on (EnergyConfig.t_min).
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, t_min=cfg.noise.t_min))
     validate_config(cfg)
     return cfg
 
@@ -326,15 +333,20 @@ def subset_indices(num_images: int, subset: Subset, subset_size: int | None) -> 
     raise ValueError(f"subset must be 'all', 'A' or 'B', got {subset!r}")
 
 
-def load_split(cfg: DataConfig, image_size: int, split: str) -> ImageDataset:
-    """One split of the configured dataset, at the model's resolution, before any subset."""
+def load_split(
+    cfg: DataConfig, image_size: int, split: str, num_crops: int | None = None
+) -> ImageDataset:
+    """One split of the configured dataset, at the model's resolution, before any subset.
+
+    ``num_crops`` overrides ``cfg.num_crops`` for crop datasets ("natural", "natural:<folder>").
+    """
     resolution = cfg.resolution if cfg.resolution is not None else image_size
     return load_dataset(
         cfg.name,
         split,
         resolution,
         cfg.grayscale,
-        num_crops=cfg.num_crops,
+        num_crops=cfg.num_crops if num_crops is None else num_crops,
         seed=cfg.crop_seed,
     )
 
@@ -349,8 +361,11 @@ def load_training_data(cfg: DataConfig, image_size: int) -> ImageDataset | Subse
 
 
 def load_heldout_images(cfg: DataConfig, image_size: int, num_images: int) -> torch.Tensor:
-    """The first ``num_images`` images of the evaluation split, unflipped, (N, C, H, W)."""
-    dataset = load_split(cfg, image_size, cfg.eval_split)
+    """The first ``num_images`` images of the evaluation split, unflipped, (N, C, H, W).
+
+    Crop datasets cut just ``num_images`` crops of the split (not ``cfg.num_crops``).
+    """
+    dataset = load_split(cfg, image_size, cfg.eval_split, num_crops=max(num_images, 1))
     return dataset.batch(np.arange(min(num_images, len(dataset))))
 
 
@@ -368,6 +383,10 @@ def describe_data(cfg: DataConfig, dataset: ImageDataset | SubsetDataset) -> dic
         "image_shape": [c, h, w],
         "grayscale": cfg.grayscale,
         "flip": cfg.flip,
+        # crop datasets: the photographs the crops come from (what "train" meant for this model)
+        "photographs": list(dataset.label_names)
+        if cfg.name.startswith("natural") and getattr(dataset, "label_names", None)
+        else None,
     }
 
 
@@ -712,7 +731,9 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
         ModelLoadError: the source cannot be loaded.
     """
     initial = load_model(source)
-    diffs = _config_differences(to_dict(initial.config), to_dict(config))
+    # t_min is the training range's floor, not architecture: a run may train on another range
+    source_config = dataclasses.replace(initial.config, t_min=config.t_min)
+    diffs = _config_differences(to_dict(source_config), to_dict(config))
     if diffs:
         raise ValueError(
             f"init_from={source!r} has another architecture than the run: " + "; ".join(diffs)

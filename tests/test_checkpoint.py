@@ -122,3 +122,25 @@ def test_hub_loading_offline_from_cache(saved, tmp_path):
     assert run_offline(tmp_path / "hub", "someone/dsm-tiny") == "OK -321.5 someone/dsm-tiny"
     out = run_offline(tmp_path / "hub", "someone/absent")
     assert out.startswith("ERR") and "no network" in out and "HF_HUB_OFFLINE" in out
+
+
+def test_a_folder_saved_before_the_floor_takes_its_training_range(saved):
+    """Folders written before models knew their floor (no ``model.t_min``) take the run's
+    ``noise.t_min`` from their metadata, so t = 0 is not evaluated below the trained range."""
+    saved = saved[0]
+    config = json.loads((saved / "config.json").read_text())
+    config["model"].pop("t_min")
+    config["metadata"] = {"train_config": {"noise": {"t_min": 1e-5, "t_max": 1e3}}}
+    (saved / "config.json").write_text(json.dumps(config))
+    model = dc.load_model(saved)
+    assert model.t_min == 1e-5
+    x = torch.rand(2, *model.image_shape)
+    with torch.no_grad():
+        assert torch.equal(model.energy(x, 0.0), model.energy(x, 1e-5))
+    config["metadata"] = {}
+    (saved / "config.json").write_text(json.dumps(config))
+    assert dc.load_model(saved).t_min == 0.0  # nothing recorded: no floor
+    config["model"]["t_min"] = -1e-6
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="t_min"):
+        dc.load_model(saved)

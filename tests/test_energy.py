@@ -7,10 +7,11 @@ import torch
 
 import dsm_core as dc
 from dsm_core.config import LossConfig, NoiseConfig
-from dsm_core.energy import EnergyModel
+from dsm_core.energy import EnergyModel, model_from_config
 from dsm_core.layers import GainControlNorm
 from dsm_core.losses import score_matching_terms
 from dsm_core.noise import add_noise, sample_t
+from dsm_core.training import resolve_config
 
 
 def test_release_parameter_counts():
@@ -134,3 +135,52 @@ def test_energy_model_rejects_score_head():
     with pytest.raises(ValueError):
         EnergyModel(cfg)
     assert math.isclose(dc.build_energy_model("tiny").log_norm_nats, 0.0)
+
+
+def test_energy_is_flat_and_continuous_below_the_trained_floor(generator):
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny", t_min=1e-4, time_term="gaussian")
+    y = torch.rand(4, 1, 16, 16, generator=generator)
+    with torch.no_grad():
+        below = torch.stack([model.energy(y, t) for t in (0.0, 1e-8, 1e-5, 1e-4)])  # (4, 4)
+        just_above = model.energy(y, 1e-4 * (1 + 1e-5))
+    assert torch.equal(below, below[:1].expand_as(below))
+    assert torch.allclose(just_above, below[-1], rtol=1e-5, atol=1e-3)
+    energy, grad_y, grad_t = model.energy_and_scores(y, torch.tensor([0.0, 1e-6, 1e-4, 1e-3]))
+    assert grad_t[:2].abs().max() == 0 and grad_t[3] != 0
+    assert torch.allclose(model.grad_y(y, 0.0), model.grad_y(y, 1e-4))
+    # without a floor, t = 0 is an evaluation below the range: the network there differs
+    unfloored = dc.build_energy_model("tiny", t_min=0.0, time_term="gaussian")
+    unfloored.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(unfloored.energy(y, 0.0), below[0])
+        assert torch.allclose(unfloored.energy(y, 1e-3), model.energy(y, 1e-3))
+
+
+def test_training_sets_the_floor_to_the_noise_range():
+    cfg = resolve_config({"model": {"preset": "tiny"}, "noise": {"t_min": 1e-5}})
+    assert cfg.model.t_min == 1e-5 and model_from_config(cfg.model).t_min == 1e-5
+    with pytest.raises(ValueError, match="model.t_min"):
+        resolve_config({"model": {"preset": "tiny", "t_min": 1e-3}, "noise": {"t_min": 1e-5}})
+
+
+def test_input_offset_moves_the_centre_of_the_energy(generator):
+    """U_c(y) = U_0(y - c) with the same weights; with a homogeneous (ReLU, eps = 0) network the
+    raw energy scales as a^2 along the contrast axis c + a (y - c) (paper §2.3, eq. 10)."""
+    torch.manual_seed(0)
+    relu = {"nonlinearity": "relu", "norm_eps": 0.0}
+    centred = dc.build_energy_model("tiny", input_offset=0.5, **relu).double()
+    plain = dc.build_energy_model("tiny", **relu).double()
+    plain.load_state_dict(centred.state_dict())
+    y = torch.rand(3, 1, 16, 16, generator=generator, dtype=torch.float64)
+    t = torch.full((3,), 0.01, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(centred.raw_energy(y, t), plain.raw_energy(y - 0.5, t))
+        for a in (0.25, 2.0):
+            scaled = centred.raw_energy(0.5 + a * (y - 0.5), t)
+            assert torch.allclose(scaled, a**2 * centred.raw_energy(y, t), rtol=1e-9)
+        # the release's form (offset 0) is centred on black instead
+        assert torch.allclose(plain.raw_energy(0.25 * y, t), 0.0625 * plain.raw_energy(y, t))
+        gelu = dc.build_energy_model("tiny", input_offset=0.5)
+        flat = gelu.raw_energy(torch.full((1, 1, 16, 16), 0.5), t[:1].float())
+    assert flat.item() == 0  # the centre: zero network energy, the top of every contrast axis

@@ -36,6 +36,14 @@ def require_energy(model: DenoisingModel, what: str) -> BaseEnergy:
     return model
 
 
+def lowest_t(model: DenoisingModel, t_min: float | None, default: float) -> float:
+    """The lowest noise variance an analysis goes to: ``t_min`` if given, else the model's trained
+    floor (``model.t_min``, below which it is flat), else ``default``."""
+    if t_min is not None:
+        return t_min
+    return model.t_min if model.t_min > 0 else default
+
+
 def as_t_grid(ts: torch.Tensor | list[float] | float) -> torch.Tensor:
     """Noise variances as a 1-D float64 CPU tensor (T,); ValueError unless all finite and >= 0."""
     ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).cpu()

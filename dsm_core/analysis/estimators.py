@@ -20,8 +20,9 @@ eq. 16 its mean ``(d/2) ln(2 pi e t_max)``); the data mean and variance make it 
 ``<x_T, mean>/t_max`` and ``d var / (2 t_max)`` nats. ``prior="model"`` uses the model's own
 normalised energy at ``t_max`` instead (eq. 15, exact for an exact model).
 
-The segment [0, t_min] of the log-t grid: the ODE takes one Heun step in t from t = 0 (the model
-is evaluated at t = 0, as for the one-shot energy); the MSE integral adds ``(d - d_eff(t_min))/2``,
+The segment [0, t_min] of the log-t grid (t_min defaults to the model's trained floor, below which
+the model is flat in t): the ODE takes one Heun step in t from t = 0 (the model is evaluated at
+t = 0, as for the one-shot energy); the MSE integral adds ``(d - d_eff(t_min))/2``,
 exact when ``d - d_eff`` is linear in t below t_min (true for a smooth density); the SDE path starts
 at x and takes its first increment from 0 to t_min.
 """
@@ -41,6 +42,7 @@ from dsm_core.analysis._common import (
     batch_size_for,
     check_images,
     chunks,
+    lowest_t,
     model_device,
     randn,
     require_energy,
@@ -167,7 +169,7 @@ def ode_nll_nats(
     model: BaseEnergy,
     x: torch.Tensor,
     *,
-    t_min: float = DEFAULT_T_MIN,
+    t_min: float | None = None,
     t_max: float = DEFAULT_T_MAX,
     num_steps: int = 50,
     solver: Literal["heun", "rk4", "adaptive"] = "rk4",
@@ -194,7 +196,8 @@ def ode_nll_nats(
     Args:
         model: a normalised energy model.
         x: images (B, *image_shape).
-        t_min: start of the log-t grid (the training range starts at 1e-9).
+        t_min: start of the log-t grid (default: the model's trained floor ``model.t_min``,
+            1e-9 as in the release for a model without one).
         t_max: end of the integration, where the prior is evaluated.
         num_steps: fixed steps on the log-t grid (ignored by "adaptive").
         solver: "heun", "rk4" or "adaptive". On the 16-dim Gaussian oracle over [1e-9, 1e3],
@@ -219,6 +222,7 @@ def ode_nll_nats(
     """
     require_energy(model, "the probability-flow ODE")
     x = check_images(model, x)
+    t_min = lowest_t(model, t_min, DEFAULT_T_MIN)
     _check_range(t_min, t_max)
     if prior not in ("gaussian", "model"):
         raise ValueError(f"prior must be 'gaussian' or 'model', got {prior!r}")
@@ -333,7 +337,7 @@ def mse_nll_nats(
     model: DenoisingModel,
     x: torch.Tensor,
     *,
-    t_min: float = DEFAULT_T_MIN,
+    t_min: float | None = None,
     t_max: float = DEFAULT_T_MAX,
     num_points: int = 65,
     num_noise: int = 8,
@@ -356,7 +360,8 @@ def mse_nll_nats(
     Args:
         model: an energy or score model.
         x: images (B, *image_shape).
-        t_min, t_max: range of the log-t grid.
+        t_min, t_max: range of the log-t grid (t_min default: the model's trained floor, else
+            1e-9).
         num_points: quadrature nodes (>= 2).
         num_noise: noise draws per image and node.
         control_variate: subtract the zero-mean ``beta (|z|^2 - d)`` from each squared error
@@ -374,6 +379,7 @@ def mse_nll_nats(
         ``NLLEstimate`` with method "mse" and its Monte Carlo standard error.
     """
     x = check_images(model, x)
+    t_min = lowest_t(model, t_min, DEFAULT_T_MIN)
     _check_range(t_min, t_max)
     if num_points < 2:
         raise ValueError(f"num_points must be >= 2, got {num_points}")
@@ -426,7 +432,7 @@ def sde_nll_nats(
     model: DenoisingModel,
     x: torch.Tensor,
     *,
-    t_min: float = DEFAULT_T_MIN,
+    t_min: float | None = None,
     t_max: float = DEFAULT_T_MAX,
     num_steps: int = 1000,
     num_paths: int = 8,
@@ -461,7 +467,8 @@ def sde_nll_nats(
     Args:
         model: an energy or score model (``prior="gaussian"`` for a score model).
         x: images (B, *image_shape).
-        t_min, t_max: first positive and last grid time.
+        t_min, t_max: first positive and last grid time (t_min default: the model's trained
+            floor, else 1e-9).
         num_steps: geometric steps from t_min to t_max (gradient evaluations per path); even
             when ``richardson``.
         num_paths: independent paths per image (the estimate is their mean).
@@ -478,6 +485,7 @@ def sde_nll_nats(
         ``NLLEstimate`` with method "sde": mean over paths and its standard error.
     """
     x = check_images(model, x)
+    t_min = lowest_t(model, t_min, DEFAULT_T_MIN)
     _check_range(t_min, t_max)
     if num_paths < 1 or num_steps < 1:
         raise ValueError("num_paths and num_steps must be >= 1")

@@ -24,7 +24,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dsm_core.analysis._common import Progress, batch_size_for, chunks, model_device, randn
+from dsm_core.analysis._common import (
+    Progress,
+    batch_size_for,
+    chunks,
+    lowest_t,
+    model_device,
+    randn,
+)
 from dsm_core.energy import DenoisingModel
 
 Method = Literal["reverse_sde", "langevin", "ode"]
@@ -67,7 +74,7 @@ def iter_samples(
     *,
     method: Method = "reverse_sde",
     t_max: float = 1e3,
-    t_min: float = 1e-6,
+    t_min: float | None = None,
     num_steps: int = 1000,
     steps_per_level: int = 10,
     step_scale: float = 0.1,
@@ -90,7 +97,8 @@ def iter_samples(
         num_samples: number of images N.
         method: "reverse_sde", "langevin" or "ode" (see the module docstring).
         t_max: initial noise variance; the samples start as ``N(0, t_max I)``.
-        t_min: final noise variance.
+        t_min: final noise variance (default: the model's trained floor ``model.t_min``, else
+            1e-6).
         num_steps: number of noise levels below t_max ("reverse_sde", "ode": one update per level,
             the ODE with 2 gradient evaluations; "langevin": ``num_steps + 1`` levels of
             ``steps_per_level`` updates each).
@@ -115,6 +123,7 @@ def iter_samples(
         raise ValueError(f"method must be 'reverse_sde', 'langevin' or 'ode', got {method!r}")
     device = model_device(model, device)
     shape = (num_samples, *model.image_shape)
+    t_min = lowest_t(model, t_min, 1e-6)
     ts = noise_schedule(t_max, t_min, num_steps + 1)
     if x_init is None:
         x = torch.as_tensor(init_mean, dtype=dtype) + math.sqrt(t_max) * randn(

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_NAMES = (
     "natural",
+    "natural:<folder>",
     "fashion-mnist",
     "digits",
     "imagenet64:<folder>",
@@ -70,6 +71,8 @@ def load_dataset(
     """Load a dataset by name or path.
 
     Names: "natural" (crops of the bundled photographs, :func:`natural_image_crops`),
+    "natural:<folder>" (the same plus the photographs of ``<folder>/train`` or ``<folder>/test``,
+    e.g. BSDS500),
     "fashion-mnist" (Debian's files in /usr/share/datasets/fashion-mnist), "digits"
     (scikit-learn), "imagenet64:<folder>", "cifar10:<folder>". A path may be an ImageNet64
     folder (train_data_batch_<k>[.npz] / val_data[.npz]), a CIFAR-10 folder (data_batch_1 /
@@ -84,8 +87,8 @@ def load_dataset(
             Lanczos); ImageNet64 must match its stored size.
         grayscale: convert RGB to 1-channel luma (PIL's "L"). False keeps the source's
             channels (1 for Fashion-MNIST and digits; "natural" then uses its colour photos).
-        num_crops: number of crops for "natural".
-        seed: seed of the "natural" crops.
+        num_crops: number of crops for "natural" and "natural:<folder>".
+        seed: seed of those crops.
         mode: "resize" or "crop" for image folders.
         extract_dir: where to decompress compressed ImageNet64 .npz members for memory mapping.
 
@@ -97,10 +100,11 @@ def load_dataset(
     """
     text = str(name_or_path)
     normalize_split(split)  # validate early
-    if text == "natural":
+    if text == "natural" or text.startswith("natural:"):
         if resolution is None:
-            raise ValueError("'natural' needs a resolution (e.g. 32)")
-        return natural_image_crops(split, resolution, num_crops, seed, grayscale)
+            raise ValueError(f"{text!r} needs a resolution (e.g. 32)")
+        photo_dir = text.removeprefix("natural:") if text != "natural" else None
+        return natural_image_crops(split, resolution, num_crops, seed, grayscale, photo_dir)
     if text == "fashion-mnist":
         return _at_resolution(read_fashion_mnist(FASHION_MNIST_DIR, split), resolution)
     if text == "digits":
