@@ -220,20 +220,24 @@ def participation_ratios(_heldout: HeldoutSet, key: str) -> np.ndarray:
 SPREAD_NUM_IMAGES = 6
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _one_shot_spread(_bundle: ModelBundle, _heldout: HeldoutSet, key: str, _progress) -> float:
-    x = pixels_to_tensor(_heldout.images[:SPREAD_NUM_IMAGES])
-    return dc.analysis.one_shot_spread(
-        _bundle.model, x, generator=torch.Generator().manual_seed(0), progress=_progress
-    )
-
-
 def one_shot_spread(bundle: ModelBundle, heldout: HeldoutSet | None, progress=None) -> float:
-    """The largest |one-shot - ODE| log p on a few test images, once per model (0 without test
-    images: then only the ODE's standard error is tolerated)."""
+    """The largest |one-shot - ODE| log p on a few test images, computed once per model (kept in
+    the shared store, not st.cache: its progress bar must not be replayed); 0 without test
+    images (then only the ODE's standard error is tolerated)."""
     if heldout is None or heldout.images is None:
         return 0.0
-    return _one_shot_spread(bundle, heldout, bundle.key, progress)
+    store = result_store()
+    key = ("one_shot_spread", bundle.key, SPREAD_NUM_IMAGES)
+    spread = store.get(key)
+    if spread is None:
+        spread = dc.analysis.one_shot_spread(
+            bundle.model,
+            pixels_to_tensor(heldout.images[:SPREAD_NUM_IMAGES]),
+            generator=torch.Generator().manual_seed(0),
+            progress=progress,
+        )
+        store.put(key, spread)
+    return spread
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
