@@ -72,7 +72,9 @@ class DenoisingModel(nn.Module):
         """Dimension of one image."""
         return math.prod(self.image_shape)
 
-    def check_images(self, y: torch.Tensor, name: str = "y", *, move: bool = True) -> torch.Tensor:
+    def check_images(
+        self, y: torch.Tensor, name: str = "y", *, move: bool = True, finite: bool = True
+    ) -> torch.Tensor:
         """Images as this model takes them: the one place inputs are normalised and checked.
 
         Accepted: a tensor, numpy array or (nested) list of shape (B, *image_shape), B >= 1.
@@ -85,6 +87,9 @@ class DenoisingModel(nn.Module):
             name: the argument's name in error messages.
             move: also move to the model's device (callers that batch on another device pass
                 False and move each batch themselves).
+            finite: refuse NaN and infinite values. Training passes its own noisy batches with
+                False (through ``_energy_and_grads``), so a non-finite batch becomes a
+                non-finite loss that the training step handles, on every DDP rank alike.
 
         Returns:
             (B, *image_shape) of the model's dtype (and device with ``move``); the input itself
@@ -112,7 +117,7 @@ class DenoisingModel(nn.Module):
         if y.ndim != 1 + len(self.image_shape) or tuple(y.shape[1:]) != tuple(self.image_shape):
             raise ValueError(f"{name}: expected images of shape {expected}, got {tuple(y.shape)}")
         y = y.to(dtype=dtype, device=device if move else y.device)
-        if not torch.isfinite(y.detach()).all():
+        if finite and not torch.isfinite(y.detach()).all():
             raise ValueError(f"{name}: images contain NaN or infinite values")
         return y
 
@@ -164,14 +169,14 @@ class BaseEnergy(DenoisingModel):
             energy_nats (B,) including K, grad_y = dU/dy (B, *image_shape), grad_t = dU/dt (B,).
             Without ``create_graph`` all three are detached.
         """
-        return self._energy_and_grads(y, t, create_graph, with_grad_t=True)
+        return self._energy_and_grads(self.check_images(y), t, create_graph, with_grad_t=True)
 
     def _energy_and_grads(
         self, y: torch.Tensor, t: torch.Tensor | float, create_graph: bool, with_grad_t: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if torch.is_inference_mode_enabled():
             raise RuntimeError("scores need autograd: call outside torch.inference_mode()")
-        y = self.check_images(y)
+        y = self.check_images(y, finite=False)  # public callers checked y already
         t = batch_t(t, y)
         with torch.enable_grad():
             if not y.requires_grad:
@@ -189,6 +194,7 @@ class BaseEnergy(DenoisingModel):
         return energy, grads[0], grad_t
 
     def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        y = self.check_images(y)
         return self._energy_and_grads(y, t, create_graph=False, with_grad_t=False)[1]
 
 
