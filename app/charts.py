@@ -126,7 +126,11 @@ def logp_histogram(
                 y=[floor if log_y else 0.0, 1.15 * peak],
                 mode="lines+text",
                 text=["", label],
-                textposition="top left" if shown == x_high else "top center",
+                textposition="top left"
+                if shown == x_high
+                else "top right"
+                if shown == x_low
+                else "top center",
                 name=marker.label,
                 line={"color": marker.color, "width": 2.5, "dash": "dot" if outside else "solid"},
                 customdata=[marker.value, marker.value],
@@ -439,23 +443,31 @@ def noise_level_curves(
                 line={"color": "#888", "dash": "dot"},
             )
         )
+    # annotations on a log axis take log10 coordinates (shapes take data values)
     if t_min is not None and below.any():
-        fig.add_vrect(
-            x0=float(np.min(ts)),
-            x1=t_min,
-            fillcolor="#bbb",
-            opacity=0.3,
-            line_width=0,
-            annotation_text="below the trained range",
-            annotation_position="top left",
+        fig.add_vrect(x0=float(np.min(ts)), x1=t_min, fillcolor="#bbb", opacity=0.3, line_width=0)
+        fig.add_annotation(
+            x=float(np.log10(t_min)),
+            y=1.0,
+            yref="paper",
+            text="below the trained range",
+            showarrow=False,
+            xanchor="right",
+            yanchor="bottom",
+            font={"size": 11, "color": "#555"},
         )
-    for value, label in ((t_min, "t_min"), (t_max, "t_max")):
+    for value, label, anchor in ((t_min, "t_min", "left"), (t_max, "t_max", "right")):
         if value is not None and np.min(ts) <= value <= np.max(ts):
-            fig.add_vline(
-                x=value,
-                line={"color": "#666", "width": 1.5},
-                annotation_text=f"trained {label}",
-                annotation_position="bottom right",
+            fig.add_vline(x=value, line={"color": "#666", "width": 1.5})
+            fig.add_annotation(
+                x=float(np.log10(value)),
+                y=0.0,
+                yref="paper",
+                text=f"trained {label}",
+                showarrow=False,
+                xanchor=anchor,
+                yanchor="bottom",
+                font={"size": 11, "color": "#555"},
             )
     fig.update_layout(
         title=title,
@@ -602,8 +614,9 @@ def logp_map_figure(
     rgb = (np.repeat(preview, 3, axis=0) if preview.shape[0] == 1 else preview).transpose(1, 2, 0)
     scale = width / rgb.shape[1]
     rows, cols = logp_db.shape
-    centres_y = tops.reshape(rows, cols)[:, 0] + tile / 2
-    centres_x = lefts.reshape(rows, cols)[0, :] + tile / 2
+    # each cell covers its tile's stride x stride block, from the image's corner
+    centres_y = tops.reshape(rows, cols)[:, 0] + stride / 2
+    centres_x = lefts.reshape(rows, cols)[0, :] + stride / 2
     fig = go.Figure()
     fig.add_trace(go.Image(z=rgb, x0=scale / 2, y0=scale / 2, dx=scale, dy=scale, name="photo"))
     fig.add_trace(

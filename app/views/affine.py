@@ -93,7 +93,7 @@ def affine_panel() -> None:
             delta=f"{change:+.2f}" if change != 0 else None,
         )
         m[1].metric("log p(x) [dB/dim]", f"{original:+.2f}")
-        orders = (current - original) * model.d / 10
+        orders = (current - original) * model.d / 10 if change != 0 else 0.0
         st.caption(
             "The change is per dimension: multiply by d = "
             f"{model.d} and divide by 10 for the change in log₁₀ p "

@@ -138,8 +138,14 @@ def ascent_panel() -> None:
     components.verdict(
         bool(smooth.agrees[0]),
         f"The paper's {direction} makes images {expected}; here the total variation went from "
-        f"{start_tv:.4f} to {best_tv:.4f} ({'smoother' if best_tv < start_tv else 'rougher'}"
-        + (", unchanged" if best_tv == start_tv else "")
+        f"{start_tv:.4f} to {best_tv:.4f} ("
+        + (
+            "unchanged: no step improved on the start"
+            if best_tv == start_tv
+            else "smoother"
+            if best_tv < start_tv
+            else "rougher"
+        )
         + ").",
     )
     actions = st.columns([1, 1, 1, 3])

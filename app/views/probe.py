@@ -40,9 +40,12 @@ c, h, w = model.image_shape
 has_tests = heldout is not None and heldout.images is not None
 
 sources = (["Test set"] if has_tests else []) + ["Upload"]
-# every run: another page may have changed the shared choice since this radio was drawn
+# Every run: another page may have changed the shared choice since this radio was drawn. With
+# no upload, "Test set" is only a default: a user who just removed the upload stays on "Upload".
 wanted = "Upload" if st.session_state[components.IMAGE_CHOICE] == "upload" else "Test set"
-st.session_state["probe_source"] = wanted if wanted in sources else sources[0]
+current = st.session_state.get("probe_source")
+if current not in sources or components.has_upload() or wanted == "Upload":
+    st.session_state["probe_source"] = wanted if wanted in sources else sources[0]
 
 
 def _sync_source() -> None:
@@ -171,13 +174,13 @@ with right:
             generator=torch.Generator().manual_seed(0),
         )[0]
     )
-    m = st.columns(5)
+    m = st.columns(3) + st.columns(3)
     m[0].metric(
         "log p [dB/dim]",
         f"{logp_db:+.2f}",
         help="10·log₁₀ p(x) / d. +10 dB/dim means 10^d times more probable.",
     )
-    m[1].metric(
+    m[3].metric(
         "density at the pixels + 8 [bits/dim]",
         f"{report.nll_bits_per_dim_discrete[0]:.3f}",
         help="−log₂ p(x) / d of the continuous density at the pixel values "
@@ -186,7 +189,7 @@ with right:
         "8-bit image: a density that peaks at these exact values (flat images) can make it "
         "negative; the model card's dequantized NLL is the bound.",
     )
-    m[2].metric(
+    m[1].metric(
         "log p [nats]",
         f"{report.logp_nats[0]:,.1f}",
         help=f"Natural log of the density over all d = {report.d} dimensions: −U(x).",
@@ -199,7 +202,7 @@ with right:
         "pixels, which a spike of the density at the exact pixel values cannot lower.",
     )
     if report.percentile is not None:
-        m[3].metric(
+        m[2].metric(
             "test-set percentile",
             f"{report.percentile[0]:.1f} %",
             help="Share of held-out images with a lower log p.",

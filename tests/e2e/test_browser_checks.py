@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from test_browser import (  # noqa: F401 - fixtures
     _go,
-    _new_page,
     _wait_idle,
     browser,
     model_dir,
@@ -21,7 +20,7 @@ ODE_BUTTON = "Check with the probability-flow ODE"
 
 
 def _open(browser, server: str):  # noqa: F811 - fixtures of test_browser
-    page = _new_page(browser)
+    page = browser.new_context(viewport={"width": 1400, "height": 3400}).new_page()
     page.goto(server)
     page.get_by_role("heading", name="Explore the test set").wait_for(timeout=60_000)
     _wait_idle(page)
@@ -135,11 +134,43 @@ PAGES = [
 ]
 
 
+def _settled(page, timeout: float = 120_000) -> None:
+    """Until the script has stopped running and no progress bar is left, twice in a row."""
+    for _ in range(2):
+        page.wait_for_timeout(1000)
+        page.wait_for_function(
+            """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                && !document.querySelector('[data-testid="stProgress"]')""",
+            timeout=timeout,
+        )
+        _wait_idle(page, timeout)
+
+
 def test_every_page_draws_without_an_exception(browser, server: str, shots: Path):  # noqa: F811 - fixtures of test_browser
-    page = _open(browser, server)
+    page = browser.new_context(viewport={"width": 1400, "height": 3400}).new_page()
+    page.goto(server)
+    page.get_by_role("heading", name="Explore the test set").wait_for(timeout=60_000)
     for number, title in enumerate(PAGES):
         _go(page, title)
+        _settled(page)
         assert not page.locator('[data-testid="stException"]').count(), title
         name = title.split(" (")[0].lower().replace(" ", "_").replace("/", "").replace("&", "and")
-        page.screenshot(path=str(shots / f"2{number}_{name}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"2{number}_{name}.png"))
+    page.context.close()
+
+
+def test_probe_figures_five_and_four(browser, server: str, shots: Path):  # noqa: F811 - fixtures of test_browser
+    page = _open(browser, server)
+    _go(page, "Probe an image")
+    page.get_by_role("tab", name="Across noise levels (Fig. 5)").click()
+    page.get_by_role("button", name="Compute", exact=True).click()
+    page.get_by_text("effective dimensionality d_eff (eq. 11)").first.wait_for(timeout=120_000)
+    _settled(page)
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "below the trained range" in text or "does not record the noise range" in text
+    page.screenshot(path=str(shots / "15_probe_fig5.png"))
+    page.get_by_role("tab", name="Sparsity (Fig. 4)").click()
+    page.get_by_text("log p against sparsity").first.wait_for(timeout=60_000)
+    _settled(page)
+    page.screenshot(path=str(shots / "16_probe_fig4.png"))
     page.context.close()
