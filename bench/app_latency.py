@@ -5,10 +5,12 @@ On the default model (``--model``) with one torch thread, alternating in one run
 - upload -> log p: PNG bytes (``--upload-size``, a photo-like RGB image) through the app's
   upload path (``dsm_core.images.prepare_upload`` = ``decode_upload`` + ``fit_to_model``, which
   ``app.loading.decode`` and ``app.components.uploaded_image`` call; then ``pixels_to_tensor``)
-  to the Probe page's ``logp_report`` (log p in every unit and the test-set percentile) and its
-  thumbnail; also timed apart: decode + fit, and the log p alone.
+  to the Probe page's ``logp_report`` (log p in every unit and the test-set percentile), its
+  dequantized 8-bit NLL bound and its thumbnail; also timed apart: decode + fit, and the log p
+  alone.
 - slider move on *Brightness & contrast*: what the page's fragment computes, log p(a x + b) at the
-  slider values and the two 21-point slices (``affine_logp_db``, ``contrast_slice_logp_db``);
+  slider values and the two 21-point slices (``affine_logp_db``, ``contrast_slice_logp_db``),
+  of which only the points with a x + b inside [0, 1] are scored (``affine_in_range``);
   also with the page's three Plotly figures built (``app.charts``). The 21 x 21 grid the page
   computes once per image is timed too (not per slider move).
 - one gradient-ascent step: one item of ``dsm_core.analysis.iter_logp_ascent`` (energy and
@@ -58,10 +60,12 @@ from PIL import Image
 
 import dsm_core
 from dsm_core.analysis import (
+    affine_in_range,
     affine_logp_db,
     affine_logp_db_grid,
     contrast_slice_logp_db,
     default_step_size,
+    dequantized_nll_bits_per_dim,
     iter_logp_ascent,
 )
 from dsm_core.explore import logp_report
@@ -218,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         decoded, fitted = prepare_upload(png, "upload.png", shape)
         x = pixels_to_tensor(fitted.pixels[None])
         report = logp_report(model, x, heldout.logp_db)
+        dequantized_nll_bits_per_dim(  # the page's 8-bit NLL bound
+            model,
+            torch.from_numpy(fitted.pixels[None].astype(np.int64)),
+            generator=torch.Generator().manual_seed(0),
+        )
         thumbnail(decoded.pixels, 256)
         return float(report.logp_db[0])
 
@@ -243,8 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         transformed = a * x[0] + b
         bool((transformed < 0).any() or (transformed > 1).any())
         tensor_to_pixels(transformed)
-        along_a = contrast_slice_logp_db(model, x, a_line, b)[0].numpy()
-        along_b = affine_logp_db(model, x, [a], b_line)[0, 0].numpy()
+        # only the a x + b inside [0, 1] are scored (NaN elsewhere), as the page does
+        inside_a = affine_in_range(x, a_line, [b])[0, :, 0].numpy()
+        along_a = np.full(SLICE_SIZE, np.nan)
+        along_a[inside_a] = contrast_slice_logp_db(model, x, a_line[inside_a], b)[0].numpy()
+        inside_b = affine_in_range(x, [a], b_line)[0, 0].numpy()
+        along_b = np.full(SLICE_SIZE, np.nan)
+        along_b[inside_b] = affine_logp_db(model, x, [a], b_line[inside_b])[0, 0].numpy()
         return current, along_a, along_b
 
     def slider_figures() -> None:
