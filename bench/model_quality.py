@@ -79,8 +79,10 @@ from dsm_core.data import (
     IMAGE_EXTENSIONS,
     dequantize,
     load_dataset,
+    load_natural_photo,
     natural_image_crops,
     photo_crops,
+    read_photo_folder,
 )
 
 DEFAULT_BSDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500" / "test"
@@ -473,20 +475,26 @@ def fashion_test_set(model: dc.BaseEnergy, num: int) -> EvalSet:
 
 
 def training_pixels(model: dc.BaseEnergy) -> tuple[np.ndarray | None, str]:
-    """The model's training images (uint8) if this machine can read them, and a description."""
+    """The model's training images (uint8) if this machine can read them, and a description.
+
+    Crop datasets are cut afresh (20,000 crops: plenty for the train-gap and baseline-fit
+    samples) from the photographs the model's metadata records (``data.photographs``), else from
+    what this checkout calls the train split, named in the description.
+    """
     data_cfg = (model.metadata or {}).get("train_config", {}).get("data", {})
+    recorded = ((model.metadata or {}).get("data") or {}).get("photographs")
     name = data_name(model)
     channels, height, _ = model.image_shape
+    num_crops = min(int(data_cfg.get("num_crops") or 20_000), 20_000)
+    seed = int(data_cfg.get("crop_seed") or 0)
     try:
-        if name == "natural" or name.startswith("natural:"):
-            dataset = load_dataset(
-                name,
-                "train",
-                height,
-                channels == 1,
-                num_crops=int(data_cfg.get("num_crops") or 20_000),
-                seed=int(data_cfg.get("crop_seed") or 0),
+        if name.startswith("natural") and recorded:
+            photos = recorded_photographs(name, recorded, grayscale=channels == 1)
+            dataset = photo_crops(
+                photos, recorded, height, num_crops, seed, channels == 1, name="natural:train"
             )
+        elif name == "natural" or name.startswith("natural:"):
+            dataset = load_dataset(name, "train", height, channels == 1, num_crops=num_crops)
         else:
             dataset = load_dataset(name, "train", height, channels == 1)
     except Exception as error:  # noqa: BLE001 -- any reader failure means "not readable here"
@@ -495,12 +503,24 @@ def training_pixels(model: dc.BaseEnergy) -> tuple[np.ndarray | None, str]:
         return None, f"training data {dataset.name}: {dataset.image_shape}, not the model's"
     photos = ""
     if dataset.label_names is not None and name.startswith("natural"):
-        # the model's metadata does not list its photographs: what this checkout calls the
-        # split is what is read, so name them
+        whose = "the model records" if recorded else "this checkout assigns to it"
         shown = ", ".join(list(dataset.label_names)[:8])
         more = f", ... ({len(dataset.label_names)} in all)" if len(dataset.label_names) > 8 else ""
-        photos = f" from the photographs this checkout assigns to it: {shown}{more}"
+        photos = f" from the photographs {whose}: {shown}{more}"
     return dataset.to_numpy(), f"{dataset.name}, {len(dataset)} images{photos}"
+
+
+def recorded_photographs(name: str, recorded: list[str], grayscale: bool) -> list[np.ndarray]:
+    """The photographs a model's metadata names: bundled ones by name, ``<folder>/<stem>`` from
+    the ``train/`` folder of a ``natural:<folder>`` data name."""
+    folder = Path(name.removeprefix("natural:")) if name.startswith("natural:") else None
+    from_folder = {}
+    if folder is not None and any("/" in n for n in recorded):
+        photos, stems = read_photo_folder(folder / "train", grayscale)
+        from_folder = {
+            f"{folder.name}/{stem}": photo for stem, photo in zip(stems, photos, strict=True)
+        }
+    return [from_folder[n] if "/" in n else load_natural_photo(n) for n in recorded]
 
 
 # ----------------------------------------------------------------------------- measurements

@@ -325,6 +325,7 @@ def package_model(
     *,
     source_folder: str | Path | None = None,
     indices: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     num_sample_images: int = DEFAULT_NUM_SAMPLE_IMAGES,
     data_description: str = "",
     psnr_num_images: int = 0,
@@ -349,6 +350,8 @@ def package_model(
             into ``out`` (skipped when it is ``out``); None: nothing is copied (write the weights
             with ``save_model`` first).
         indices: (N,) dataset indices of the images (default 0..N-1).
+        labels: (N,) int scene (source photograph) or class of each image, kept with the
+            sample in ``test_images.npz`` so statistics can be counted per scene; None: none.
         num_sample_images: images kept in ``test_images.npz``.
         data_description: a line for the model card ("natural test crops ...").
         psnr_num_images: images for the denoising table ``psnr_db`` of metrics.json (0: skip).
@@ -391,12 +394,10 @@ def package_model(
 
     save_npz(out / TEST_LOGP_FILE, logp_db=logp, indices=indices)
     keep = np.sort(rank_indices(logp, num_sample_images, "even"))
-    save_npz(
-        out / TEST_IMAGES_FILE,
-        images=np.ascontiguousarray(images[keep]),
-        indices=indices[keep],
-        logp_db=logp[keep],
-    )
+    sample = {"images": np.ascontiguousarray(images[keep]), "indices": indices[keep]}
+    if labels is not None:
+        sample["labels"] = np.asarray(labels, dtype=np.int64)[keep]
+    save_npz(out / TEST_IMAGES_FILE, **sample, logp_db=logp[keep])
     metrics = summary_metrics(logp, model.d)
     metrics["nll_bits_per_dim_dequantized"] = (
         dequantized_nll_bits_per_dim(

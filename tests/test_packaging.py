@@ -31,8 +31,15 @@ def images() -> np.ndarray:
 def test_package_writes_consistent_files(tmp_path, tiny_model, images) -> None:
     source = dc.save_model(tiny_model, tmp_path / "src")
     out = tmp_path / "out"
+    scenes = np.arange(12) % 3  # the source photograph of each image
     result = package_model(
-        tiny_model, images, out, source_folder=source, num_sample_images=5, data_description="toy"
+        tiny_model,
+        images,
+        out,
+        source_folder=source,
+        labels=scenes,
+        num_sample_images=5,
+        data_description="toy",
     )
     for name in (
         "model.safetensors",
@@ -52,6 +59,8 @@ def test_package_writes_consistent_files(tmp_path, tiny_model, images) -> None:
     assert logp.argmax() in sample_indices and logp.argmin() in sample_indices  # extremes kept
     np.testing.assert_allclose(sample_logp, logp[sample_indices])
     assert np.array_equal(sample, images[sample_indices])
+    with np.load(out / "test_images.npz") as stored:
+        assert np.array_equal(stored["labels"], scenes[sample_indices])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_images"] == 12
     assert metrics["entropy_db"] == pytest.approx(-expected.mean())

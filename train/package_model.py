@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         out,
         source_folder=source_folder,
         indices=indices,
+        labels=None if dataset.labels is None else dataset.labels[indices],
         num_sample_images=args.num_sample_images,
         data_description=description,
         psnr_num_images=args.psnr_images,

@@ -18,6 +18,7 @@ from dsm_core.data.natural import (
     natural_image_crops,
     natural_photo_names,
     photo_crops,
+    read_photo_folder,
 )
 from dsm_core.data.readers import (
     FASHION_MNIST_DIR,
@@ -66,6 +67,7 @@ __all__ = [
     "npz_member_memmap",
     "npz_member_shape",
     "photo_crops",
+    "read_photo_folder",
     "random_flips",
     "random_horizontal_flip",
     "read_array",
