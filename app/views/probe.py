@@ -393,7 +393,9 @@ with tabs[2]:
     cols = st.columns(4)
     num_levels = cols[0].slider("noise levels", 5, 25, 13, key="probe_curve_levels")
     num_noise = cols[1].slider("noise draws per level", 1, 64, 8, key="probe_curve_draws")
-    num_average = cols[2].slider("test images averaged", 0, 64, 16, key="probe_curve_average")
+    num_average = cols[2].slider(
+        "test-set images in the average", 0, 64, 16, key="probe_curve_average"
+    )
     t_range = cols[3].select_slider(
         "range of t (log10)",
         options=list(range(-10, 4)),

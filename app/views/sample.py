@@ -40,8 +40,9 @@ seed = cols[3].number_input("seed", 0, 100_000, 0, key="sample_seed")
 settings = (bundle.key, method, num_steps, num_samples, seed)
 evaluations = sampling_score_evaluations(method, num_steps)
 seconds = evaluations * loading.seconds_per_score_evaluation(bundle, num_samples)
+images_words = f"{num_samples} image{'s' * (num_samples != 1)}"
 cost = (
-    f"{evaluations:,} score evaluations of {num_samples} images, about {seconds:,.0f} s on this "
+    f"{evaluations:,} score evaluations of {images_words}, about {seconds:,.0f} s on this "
     "machine (timed once per model and batch)"
 )
 if seconds > LONG_RUN_S:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_browser import (  # noqa: F401 - fixtures
     _go,
     _wait_idle,
@@ -55,6 +56,11 @@ def test_ode_check_on_ascent_and_sample_results(browser, server: str, shots: Pat
     steps = page.get_by_role("slider").first
     steps.focus()
     page.keyboard.press("Home")  # 10 steps
+    _wait_idle(page)
+    count = page.get_by_role("slider").nth(1)
+    count.focus()
+    page.keyboard.press("Home")  # 1 image
+    page.keyboard.press("ArrowRight")  # 2 images
     _wait_idle(page)
     page.get_by_role("button", name="Sample", exact=True).click()
     page.get_by_role("button", name=ODE_BUTTON).wait_for(timeout=120_000)
@@ -146,6 +152,7 @@ def _settled(page, timeout: float = 120_000) -> None:
         _wait_idle(page, timeout)
 
 
+@pytest.mark.slow  # the screenshots of every page; tests/app/test_default_model renders them too
 def test_every_page_draws_without_an_exception(browser, server: str, shots: Path):  # noqa: F811 - fixtures of test_browser
     page = browser.new_context(viewport={"width": 1400, "height": 3400}).new_page()
     page.goto(server)
