@@ -92,8 +92,10 @@ def train_toy(
     """Fit the radial model to fixed samples (N, d) by single (time_weight 0) or dual SM.
 
     Batches are drawn from fresh random permutations of ``data``; ``progress(step, loss)`` is
-    called every step. Returns the loss curve.
+    called every step. The model's floor ``t_min`` becomes the training range's, so it is flat
+    in t below what it was trained on. Returns the loss curve.
     """
+    model.t_min = cfg.noise.t_min
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_halve_every_steps, gamma=0.5)
     order = torch.randperm(data.shape[0], generator=generator)
