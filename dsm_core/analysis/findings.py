@@ -33,6 +33,7 @@ from dsm_core.analysis.estimators import ode_nll_nats
 from dsm_core.analysis.gumbel import GumbelFit
 from dsm_core.analysis.interpolation import Interpolation
 from dsm_core.analysis.logp import logp_db, percentile_of
+from dsm_core.baselines import total_variation
 from dsm_core.energy import BaseEnergy
 
 KS_LEVEL = 0.05  # significance level of the Kolmogorov-Smirnov test of the Gumbel fit
@@ -237,18 +238,6 @@ def interpolation_finding(
 
 
 # ------------------------------------------------------------------------ Fig. 13: ascent smooths
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between horizontally and vertically adjacent pixels (B,).
-
-    Args:
-        x: images (B, C, H, W) (intensities in [0, 1]).
-    """
-    x = x.double()
-    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1)
-    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1)
-    return (dh.sum(1) + dw.sum(1)) / (dh.shape[1] + dw.shape[1])
 
 
 @dataclass(frozen=True)
