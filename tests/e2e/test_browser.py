@@ -144,16 +144,22 @@ def page(browser, server: str):
     return _new_page(browser)
 
 
+_IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+        .filter(chart => !chart.closest('[data-stale="true"]'))
+        .every(chart => chart.querySelector('.main-svg'))"""
+
+
 def _wait_idle(page, timeout: float = 60_000) -> None:
-    """Until the script has finished (no "Running..." widget) and the charts are drawn."""
-    time.sleep(0.3)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
-    )
-    charts = page.locator('[data-testid="stPlotlyChart"]')
-    for i in range(charts.count()):
-        charts.nth(i).locator(".main-svg").first.wait_for(state="attached", timeout=timeout)
-    time.sleep(0.3)
+    """Until the script has finished (no "Running..." widget) and every chart on the page is drawn.
+
+    The condition is re-read on each poll (a rerun that starts late on a loaded machine can remove
+    charts counted earlier) and must hold twice, 0.5 s apart, so a rerun that had not yet begun
+    when it first held is waited for too.
+    """
+    for _ in range(2):
+        time.sleep(0.5)
+        page.wait_for_function(_IDLE, timeout=timeout)
 
 
 def _metric(page, label: str) -> str:
