@@ -11,6 +11,7 @@ C = TypeVar("C")
 Nonlinearity = Literal["gelu", "relu"]
 Head = Literal["inner_product", "squared_norm", "score"]
 TimeTerm = Literal["none", "gaussian"]
+MeanTerm = Literal["none", "gaussian"]
 OutputScaling = Literal["none", "inverse_sigma"]
 
 
@@ -67,6 +68,16 @@ class EnergyConfig:
     # contrast axis input_offset + a (y - input_offset), so the constant image input_offset is its
     # extremum; with 0 that centre is the black image, outside the bulk of [0, 1] data.
     input_offset: float = 0.0
+    # Deviation from the release ("none" there). The release's network normalises every layer by
+    # its per-channel spatial mean, so f(y + c, t) = f(y, t) up to zero-padding borders, and the
+    # inner-product energy is then linear in each channel's image mean: the denoiser passes the
+    # mean through at every t (samples keep the mean of their initial noise) and the energy has no
+    # lower bound along brightness. "gaussian": the network and the inner product see
+    # y - mean_c(y) (each channel's spatial mean removed), and each channel's mean coordinate
+    # u_c = sqrt(H W) mean_c(y) gets the exact energy of a noisy Gaussian,
+    # (u_c - sqrt(H W) mu_c)^2 / (2 (H W v_c + t)) + ln(2 pi (H W v_c + t)) / 2, with mu_c and
+    # v_c (the variance of a clean image's mean) learned, initialised at 1/2 and data_var.
+    mean_term: MeanTerm = "none"
     # The smallest noise variance the model was trained on (training sets it to noise.t_min).
     # Below it the model is evaluated at t_min: U(y, t) = U(y, t_min) for t < t_min, so log p at
     # t = 0 is the trained value, flat and continuous in t, never an extrapolation. 0: no floor

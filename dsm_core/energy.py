@@ -224,12 +224,38 @@ class GaussianTimeTerm(nn.Module):
         return 0.5 * self.d * (math.log(2.0 * math.pi) + log_var + g)
 
 
+class ImageMeanTerm(nn.Module):
+    """Exact energy of each channel's image mean under a learned Gaussian, noisy at level t.
+
+    The mean coordinate of channel c is ``u_c = sqrt(H W) mean_c(y)`` (unit-norm direction, so
+    noise of variance t per pixel adds variance t to it). For clean means ``mean_c(x) ~ N(mu_c,
+    v_c)`` the noisy marginal gives, per image, ``sum_c (u_c - sqrt(H W) mu_c)^2 / (2 (H W v_c +
+    t)) + ln(2 pi (H W v_c + t)) / 2`` nats: grad_y is the exact Gaussian score along each mean
+    direction, and grad_t its time score (paper eq. 5-6 for one Gaussian coordinate).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], initial_var: float):
+        super().__init__()
+        channels, height, width = image_shape
+        self.num_pixels = height * width
+        self.mean = nn.Parameter(torch.full((channels,), 0.5))  # mu_c, pixel units
+        self.log_var = nn.Parameter(torch.full((channels,), math.log(initial_var)))  # ln v_c
+
+    def forward(self, means: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Channel means (B, C) and t (B,) -> (B,) nats."""
+        var = self.num_pixels * torch.exp(self.log_var) + t[:, None]  # (B, C) of u_c
+        offset = math.sqrt(self.num_pixels) * (means - self.mean)  # (B, C)
+        return (0.5 * offset.square() / var + 0.5 * torch.log(2.0 * math.pi * var)).sum(dim=1)
+
+
 class EnergyModel(BaseEnergy):
     """The UNet energy: U(y, t) = <y, f(y, t)>/2 + K (release) or |f|^2/2 + K (paper's option).
 
     Options (off in the release): the network part divided by sqrt(t + sigma_floor_t)
     (``output_scaling="inverse_sigma"``), and an analytic Gaussian time term (``time_term``).
-    The network and the inner product see ``y - config.input_offset`` (0 in the release).
+    The network and the inner product see ``y - config.input_offset`` (0 in the release), or,
+    with ``mean_term="gaussian"``, y with each channel's mean removed, the means then scored by
+    ``ImageMeanTerm``.
     Every part sees ``max(t, config.t_min)``: below the smallest trained noise variance the energy
     is constant in t (grad_t = 0 there), so U(y, 0) = U(y, t_min) is the trained value.
     """
@@ -249,9 +275,23 @@ class EnergyModel(BaseEnergy):
         self.time_term = (
             GaussianTimeTerm(self.d, config.data_var) if config.time_term == "gaussian" else None
         )
+        if config.mean_term == "gaussian" and config.input_offset != 0.0:
+            raise ValueError(
+                "mean_term='gaussian' removes each channel's mean before the network; "
+                f"input_offset must be 0, got {config.input_offset}"
+            )
+        self.mean_term = (
+            ImageMeanTerm(config.image_shape, config.data_var)
+            if config.mean_term == "gaussian"
+            else None
+        )
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = y - self.config.input_offset
+        if self.mean_term is not None:
+            means = y.mean(dim=(2, 3))  # (B, C)
+            y = y - means[:, :, None, None]
+        else:
+            y = y - self.config.input_offset
         f = self.unet(y, t)  # (B, C, H, W)
         if self.config.head == "inner_product":
             energy = 0.5 * (y * f).flatten(1).sum(dim=1)  # (B,)
@@ -261,6 +301,8 @@ class EnergyModel(BaseEnergy):
             energy = energy / torch.sqrt(t + self.config.sigma_floor_t)
         if self.time_term is not None:
             energy = energy + self.time_term(t)
+        if self.mean_term is not None:
+            energy = energy + self.mean_term(means, t)
         return energy
 
 
@@ -270,6 +312,8 @@ class ScoreModel(DenoisingModel):
     def __init__(self, config: EnergyConfig):
         if config.head != "score":
             raise ValueError(f"ScoreModel needs head='score', got {config.head!r}")
+        if config.mean_term != "none":
+            raise ValueError("mean_term is an energy option; a score model has no energy")
         super().__init__()
         self.image_shape = config.image_shape
         self.config = config

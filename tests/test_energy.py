@@ -55,9 +55,12 @@ def test_log_norm_is_additive(tiny_model, tiny_images):
 
 @pytest.mark.parametrize("head", ["inner_product", "squared_norm"])
 @pytest.mark.parametrize("time_term", ["none", "gaussian"])
-def test_scores_equal_finite_differences(head, time_term, generator):
+@pytest.mark.parametrize("mean_term", ["none", "gaussian"])
+def test_scores_equal_finite_differences(head, time_term, mean_term, generator):
     torch.manual_seed(1)
-    model = dc.build_energy_model("tiny", head=head, time_term=time_term).double()
+    model = dc.build_energy_model(
+        "tiny", head=head, time_term=time_term, mean_term=mean_term
+    ).double()
     if time_term == "gaussian":  # make the zero-initialised correction g non-trivial
         torch.nn.init.normal_(model.time_term.correction[2].weight, std=0.3)
     y = torch.rand(2, 1, 16, 16, generator=generator, dtype=torch.float64)
@@ -105,8 +108,9 @@ def test_score_model_baseline(generator):
     assert torch.allclose(model.denoise(y, 0.5), y - 0.5 * model.unet(y, torch.full((2,), 0.5)))
 
 
-def test_every_parameter_gets_a_gradient(tiny_images, generator):
-    model = dc.build_energy_model("tiny", time_term="gaussian")
+@pytest.mark.parametrize("mean_term", ["none", "gaussian"])
+def test_every_parameter_gets_a_gradient(tiny_images, generator, mean_term):
+    model = dc.build_energy_model("tiny", time_term="gaussian", mean_term=mean_term)
     t = sample_t(8, NoiseConfig(t_min=1e-4, t_max=10.0), generator=generator)
     y = add_noise(tiny_images, t, torch.randn(tiny_images.shape, generator=generator))
     loss = score_matching_terms(model, tiny_images, y, t, LossConfig()).total(LossConfig()).mean()
@@ -184,3 +188,38 @@ def test_input_offset_moves_the_centre_of_the_energy(generator):
         gelu = dc.build_energy_model("tiny", input_offset=0.5)
         flat = gelu.raw_energy(torch.full((1, 1, 16, 16), 0.5), t[:1].float())
     assert flat.item() == 0  # the centre: zero network energy, the top of every contrast axis
+
+
+def test_mean_term_scores_the_image_mean_as_an_exact_noisy_gaussian(generator):
+    """With mean_term="gaussian" the network never sees a channel's mean: U(y + c) - U(y) is the
+    closed-form Gaussian energy difference of the mean coordinate, and the denoiser shrinks the
+    image mean towards mu as the posterior mean of a Gaussian does,
+    mean(D(y)) = mu + H W v / (H W v + t) (mean(y) - mu), at every t."""
+    torch.manual_seed(2)
+    model = dc.build_energy_model("tiny", mean_term="gaussian", data_var=0.04).double()
+    with torch.no_grad():
+        model.mean_term.mean.fill_(0.3)
+    y = torch.rand(3, 1, 16, 16, generator=generator, dtype=torch.float64)
+    t = torch.tensor([1e-3, 1.0, 1e3], dtype=torch.float64)
+    hw_var = 256 * 0.04 + t  # (3,) variance of the mean coordinate u = 16 mean(y)
+
+    def gaussian(mean):  # (3,) energy of the mean coordinate
+        return 0.5 * 256 * (mean - 0.3) ** 2 / hw_var + 0.5 * torch.log(2 * math.pi * hw_var)
+
+    with torch.no_grad():
+        shift = model.energy(y + 0.7, t) - model.energy(y, t)
+    mean = y.mean(dim=(1, 2, 3))
+    assert torch.allclose(shift, gaussian(mean + 0.7) - gaussian(mean), rtol=1e-6)
+    denoised_mean = model.denoise(y, t).mean(dim=(1, 2, 3))
+    assert torch.allclose(denoised_mean, 0.3 + (256 * 0.04 / hw_var) * (mean - 0.3), atol=1e-10)
+    # the release's network alone passes the mean through (its layers remove each channel's mean)
+    plain = dc.build_energy_model("tiny").double()
+    plain_mean = plain.denoise(y - 2.0, t).mean(dim=(1, 2, 3))
+    assert torch.allclose(plain_mean, mean - 2.0, atol=0.02 * 2.0)
+
+
+def test_mean_term_needs_an_energy_and_no_offset():
+    with pytest.raises(ValueError, match="input_offset must be 0"):
+        dc.build_energy_model("tiny", mean_term="gaussian", input_offset=0.5)
+    with pytest.raises(ValueError, match="score model"):
+        dc.build_energy_model("tiny", head="score", mean_term="gaussian")
