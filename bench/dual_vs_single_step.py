@@ -7,17 +7,25 @@ forward pass, the inner autograd of the scores (``create_graph``), the backward 
 (double backprop) and an Adam step:
 
 - dual: ``LossConfig(time_weight=1)``, the inner autograd takes grad_y U and grad_t U;
-- single: ``LossConfig(time_weight=0)``, only grad_y U (still double backprop through it).
+- single: ``LossConfig(time_weight=0)``, only grad_y U (still double backprop through it);
+- score: the score network of the same UNet (``head="score"``, ``grad_y = f(y, t)``, paper
+  Table 1's baseline): denoising score matching with one ordinary backward, no double backprop.
+
+All three run at ``--precision`` (default ``auto``: what ``train/train.py`` picks on this machine,
+bf16 autocast on a CPU with native bf16, else float32; ``dsm_core.precision``).
 
 The optimizer's learning rate is 0 by default (``--lr``), so the weights, and with them the work of
 every step, stay identical across the run. The two are alternated in one run (warm-up steps of
 each, then timed steps, ``time.perf_counter``, medians).
 
-The last line printed is ``ratio: X``, X = median dual step time / median single step time.
+The line above the last is ``dual_over_score: X`` = median dual step time / median score-network
+step time (the paper's comparison: 3.75 on its GPU). The last line printed is ``ratio: X``,
+X = median dual step time / median single step time.
 
 Examples:
     python bench/dual_vs_single_step.py
     python bench/dual_vs_single_step.py --preset tiny --batch-size 64 --steps 30
+    python bench/dual_vs_single_step.py --precision fp32
 """
 
 import argparse
@@ -28,10 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import load_note
 
 import dsm_core
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.packaging import read_test_images
+from dsm_core.precision import PRECISIONS, resolve_precision
 from dsm_core.training import DualScoreLoss, train_step
 
 DEFAULT_IMAGES = "checkpoints/default"
@@ -41,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
             "Time a dual score matching training step (time_weight=1) against a single score "
-            "matching step (time_weight=0) on the same network and batch. Last line: 'ratio: X' "
-            "(dual / single)."
+            "matching step (time_weight=0) and a score-network step (head='score') on the same "
+            "network and batch. Last lines: 'dual_over_score: X', then 'ratio: X' (dual / single)."
         )
     )
     parser.add_argument("--preset", default="natural32", help="model preset (default natural32)")
@@ -58,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of x, t, z and the weights")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="fp32, bf16 or auto (default: train.py's choice on this machine)",
+    )
     return parser.parse_args(argv)
 
 
@@ -86,45 +102,82 @@ def main(argv: list[str] | None = None) -> int:
     x, x_source = make_batch(args.images, shape, args.batch_size, args.seed)
     loss_module = DualScoreLoss(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    torch.manual_seed(args.seed)
+    score_model = dsm_core.build_energy_model(args.preset, channels=args.channels, head="score")
+    score_model.train()
+    score_module = DualScoreLoss(score_model)
+    score_optimizer = torch.optim.Adam(score_model.parameters(), lr=args.lr)
     noise_cfg = NoiseConfig()
-    configs = {"dual": LossConfig(time_weight=1.0), "single": LossConfig(time_weight=0.0)}
+    configs = {
+        "dual": LossConfig(time_weight=1.0),
+        "single": LossConfig(time_weight=0.0),
+        "score": LossConfig(time_weight=0.0),
+    }
+    choice = resolve_precision(args.precision, "cpu")
 
     def step(kind: str) -> dict[str, float]:
         generator = torch.Generator().manual_seed(args.seed + 1)  # same t and z every step
-        return train_step(loss_module, x, noise_cfg, configs[kind], optimizer, generator)
+        module, opt = (
+            (score_module, score_optimizer) if kind == "score" else (loss_module, optimizer)
+        )
+        return train_step(
+            module,
+            x,
+            noise_cfg,
+            configs[kind],
+            opt,
+            generator,
+            autocast_dtype=choice.autocast_dtype,
+        )
 
     for _ in range(args.warmup):
         for kind in configs:
             step(kind)
 
     times: dict[str, list[float]] = {kind: [] for kind in configs}
+    cpu: dict[str, list[float]] = {kind: [] for kind in configs}
     last: dict[str, dict[str, float]] = {}
+    kinds = list(configs)
     for i in range(args.steps):
-        # alternate, and swap which goes first every other round
-        order = ("dual", "single") if i % 2 == 0 else ("single", "dual")
+        # alternate, rotating which goes first every round
+        order = kinds[i % 3 :] + kinds[: i % 3]
         for kind in order:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             last[kind] = step(kind)
             times[kind].append(time.perf_counter() - start)
+            cpu[kind].append(time.process_time() - cpu_start)
 
     num_params = sum(p.numel() for p in model.parameters())
     print(
         f"preset {args.preset} ({num_params:,} params), batch {args.batch_size} x {shape}, "
         f"x from {x_source}, threads {args.threads}, lr {args.lr:g}"
     )
+    print(f"precision {choice.name}: {choice.reason}")
     print(f"{args.warmup} warm-up + {args.steps} timed steps each, alternating; Adam")
     print()
-    header = f"{'step':<8} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'loss':>9} {'space':>9}"
+    header = (
+        f"{'step':<8} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'CPU ms':>8} {'loss':>9} "
+        f"{'space':>9}"
+    )
     print(header)
     print("-" * len(header))
     for kind in configs:
         ms = [1e3 * s for s in times[kind]]
         print(
             f"{kind:<8} {statistics.median(ms):>10.1f} {min(ms):>9.1f} {max(ms):>9.1f} "
-            f"{last[kind]['loss']:>9.4f} {last[kind]['space']:>9.4f}"
+            f"{1e3 * statistics.median(cpu[kind]):>8.1f} {last[kind]['loss']:>9.4f} "
+            f"{last[kind]['space']:>9.4f}"
         )
-    ratio = statistics.median(times["dual"]) / statistics.median(times["single"])
-    print(f"ratio: {ratio:.2f}")
+    cpu_dual = statistics.median(cpu["dual"])
+    print(
+        f"by CPU time (process_time; steadier on a shared machine): dual / score "
+        f"{cpu_dual / statistics.median(cpu['score']):.2f}, dual / single "
+        f"{cpu_dual / statistics.median(cpu['single']):.2f}"
+    )
+    print(load_note(warn=False))
+    dual = statistics.median(times["dual"])
+    print(f"dual_over_score: {dual / statistics.median(times['score']):.2f}")
+    print(f"ratio: {dual / statistics.median(times['single']):.2f}")
     return 0
 
 

@@ -1,38 +1,55 @@
-"""Training throughput of the CPU preset: one process against DDP over two gloo ranks.
+"""Training images/s of the default model's configuration: the plain float32 step against the
+settings ``train/train.py`` picks, side by side in one run; and the studies of issue 16.
 
 The step is the training loop's: ``dsm_core.training.train_step`` (t and z drawn, forward, inner
 autograd of both scores with ``create_graph``, double backprop, Adam step) on the model, noise and
 loss settings of ``--config`` (default ``train/configs/natural32_cpu.json``: natural32, dual score
-matching, batch 32), at ``--threads`` torch threads per process. Data loading, logging, evaluation
-and checkpoints are not included; the images are a fixed uniform random batch per process.
+matching, batch 32) at 32x32 and its 64x64 variant (``--sizes``, the same network on larger
+images), at ``--threads`` torch threads (default 1). Data loading, logging, evaluation and
+checkpoints are not included (data loading is timed on its own below); images are uniform random.
+Variants, alternated in rounds (order rotated every round, ``--rounds`` x ``--steps`` timed steps
+each after ``--warmup``):
 
-- single: this process, no process group, ``--batch-size`` images per step (default: the
-  config's batch_size);
-- DDP: ``--world`` (default 2) worker processes (``torch.multiprocessing``, spawn), joined by
-  ``dsm_core.distributed.init_process_group`` (gloo on CPU) and wrapped by ``wrap_ddp`` as the
-  training loop does, each with the same per-rank batch, so one step trains on world x batch
-  images (weak scaling).
+- ``fp32 before``: the plain float32 step as it was before issue 16 (the gain-controlled norm's
+  former product order, ``gain * centered * rescale``), the baseline;
+- ``fp32``: float32 with today's code;
+- ``bf16``: bf16 autocast with float32 weights (``dsm_core.precision``), where the CPU has native
+  bf16 (else printed as refused).
 
-The workers start first and warm up, then wait on a queue while this process warms up; then the
-two alternate in rounds (``--rounds``, swapping which goes first), ``--steps`` timed steps each per
-round, and only one of them computes at a time. A DDP step's time is the slowest rank's.
+``best`` is what ``train/train.py --precision auto`` picks on this machine
+(``dsm_core.precision.resolve_precision``). Then, unless switched off:
 
-The last line printed is ``ddp_scaling: X``, X = DDP images/s / (world x single images/s): 1.0 is
-perfect scaling. On a machine where another job keeps a core busy (see the load average printed)
-the ranks share the remaining core(s) and X says so rather than what DDP itself costs.
+- batch size: images/s of ``fp32 before`` and ``best`` at ``--batch-sizes`` (32x32);
+- data loading: seconds per batch of the config's data stream against a step;
+- quality: ``dsm_core.precision.compare_precisions`` (``--quality-steps`` seeded steps from the
+  default model's weights in float32 and in bf16, evaluated in float32: held-out loss, K and the
+  one-shot - ODE gap against ``PrecisionTolerances``);
+- FLOPs: ``torch.utils.flop_counter`` counts of the forward, the scores' backward and the double
+  backward of one step, against the rate each of the network's convolutions reaches alone (forward,
+  same shape, float32 and bf16): how far the step is from the machine's limit;
+- ``--study`` (needs both cores idle): one process with 2 threads vs DDP over 2 gloo ranks of 1
+  thread (the config's batch split) vs 2 independent 1-thread runs, at the best precision.
+
+The last line printed is ``speedup: X``, X = images/s of ``best`` / images/s of ``fp32 before``
+at 32x32, same threads and batch, one run.
 
 Examples:
     python bench/training_throughput.py
-    python bench/training_throughput.py --rounds 2 --steps 3
+    python bench/training_throughput.py --sizes 32 --rounds 2 --no-quality --no-flops
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/training_throughput.py   # a CPU without native bf16
+    python bench/training_throughput.py --study --sizes 32 --no-quality --no-flops --no-batches
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.multiprocessing as mp
 from _common import (
@@ -44,118 +61,527 @@ from _common import (
     print_run_footer,
     set_threads,
 )
+from torch.utils.flop_counter import FlopCounterMode
 
+import dsm_core
 from dsm_core import distributed
 from dsm_core.energy import model_from_config
+from dsm_core.layers import GainControlNorm
+from dsm_core.precision import compare_precisions, cpu_bf16_support, resolve_precision
 from dsm_core.training import (
     DualScoreLoss,
     TrainConfig,
     _find_unused_parameters,
     load_config_file,
+    load_training_data,
     train_step,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "train" / "configs" / "natural32_cpu.json"
+DEFAULT_MODEL = ROOT / "checkpoints" / "default"
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(
-            "Steps/hour and images/s of the CPU training preset in one process against DDP over "
-            "gloo ranks with the same per-rank batch. Last line: 'ddp_scaling: X' "
-            "(DDP images/s / (world x single images/s))."
+            "Training images/s of the CPU preset: plain float32 against the settings train.py "
+            "picks (bf16 where the CPU has it), 32x32 and 64x64, side by side. Last line: "
+            "'speedup: X' (best / plain float32 images/s at 32x32)."
         )
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config JSON")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64], help="image sides")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (config's)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps of each (default 1)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per round (default 2)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds at 32x32 (default 4)")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="images per step per process (config's)"
+        "--batch-sizes", type=int, nargs="+", default=[16, 32, 64], help="per-sample cost study"
     )
-    parser.add_argument("--world", type=int, default=2, help="DDP ranks (default 2)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each (default 2)")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per round (default 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--no-batches", action="store_true", help="skip the batch-size study")
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="*",
+        default=[24, 32],
+        help="base widths to time in the best precision against the plain step (none: skip)",
+    )
+    parser.add_argument(
+        "--quality-steps", type=int, default=40, help="steps of the precision check (0: skip)"
+    )
+    parser.add_argument("--no-quality", action="store_true", help="skip the precision check")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP estimate")
+    parser.add_argument("--no-data", action="store_true", help="skip timing the data stream")
+    parser.add_argument(
+        "--study", action="store_true", help="threads vs DDP vs independent runs on 2 cores"
+    )
+    parser.add_argument("--world", type=int, default=2, help="processes of the study (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and noise")
     add_threads_arg(parser)
     return parser.parse_args(argv)
 
 
+def _former_norm_forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """GainControlNorm.forward before issue 16: the full-size tensor is multiplied twice."""
+    centered = h - h.mean(dim=(2, 3), keepdim=True)
+    var = centered.square().mean(dim=(2, 3), keepdim=True)
+    mean_var = var.mean(dim=1, keepdim=True)
+    rescale = torch.sqrt(mean_var / (var + self.eps) + self.eps)
+    gain = self.weight * (1.0 + self.conditioning(embedding))
+    return gain[:, :, None, None] * centered * rescale
+
+
+def sized(cfg: TrainConfig, size: int) -> TrainConfig:
+    """The config with the model's image side set to ``size`` (same network)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=size))
+
+
 class Trainer:
     """A model, its optimizer, a fixed batch and a noise generator, as the training loop has."""
 
-    def __init__(self, cfg: TrainConfig, batch: int, seed: int, rank: int = 0):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        batch: int,
+        seed: int,
+        rank: int = 0,
+        *,
+        precision: str = "fp32",
+        former: bool = False,
+        ddp: bool = False,
+    ):
         device = torch.device("cpu")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # every rank starts from the same weights
             self.model = model_from_config(cfg.model).to(device)
+        if former:
+            for module in self.model.modules():
+                if isinstance(module, GainControlNorm):
+                    module.forward = types.MethodType(_former_norm_forward, module)
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.loss_module = distributed.wrap_ddp(
-            DualScoreLoss(self.model), device, _find_unused_parameters(self.model, cfg.loss)
-        )
+        self.loss_module = DualScoreLoss(self.model)
+        if ddp:
+            self.loss_module = distributed.wrap_ddp(
+                self.loss_module, device, _find_unused_parameters(self.model, cfg.loss)
+            )
         data = torch.Generator().manual_seed(seed * 1000 + rank)
         self.x = torch.rand((batch, *cfg.model.image_shape), generator=data)
         self.noise = torch.Generator().manual_seed(seed * 1000 + 500 + rank)
         self.cfg = cfg
+        self.batch = batch
+        self.autocast_dtype = DTYPES[precision]
         self.last_loss = float("nan")
+
+    def step(self) -> None:
+        stats = train_step(
+            self.loss_module,
+            self.x,
+            self.cfg.noise,
+            self.cfg.loss,
+            self.optimizer,
+            self.noise,
+            grad_clip=self.cfg.grad_clip,
+            autocast_dtype=self.autocast_dtype,
+        )
+        self.last_loss = stats["loss"]
 
     def steps(self, n: int) -> tuple[list[float], list[float]]:
         """(wall seconds, CPU seconds of this process) of each of n training steps."""
         times, cpu_times = [], []
         for _ in range(n):
             start, cpu_start = time.perf_counter(), time.process_time()
-            stats = train_step(
-                self.loss_module,
-                self.x,
-                self.cfg.noise,
-                self.cfg.loss,
-                self.optimizer,
-                self.noise,
-                grad_clip=self.cfg.grad_clip,
-            )
+            self.step()
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-            self.last_loss = stats["loss"]
         return times, cpu_times
 
 
-def _worker(rank: int, args: argparse.Namespace, port: int, commands, results) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(args.world),
+def alternate(
+    trainers: dict[str, Trainer], rounds: int, steps: int, warmup: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per-step (wall, CPU) seconds of each trainer, alternated, order rotated every round."""
+    names = list(trainers)
+    for name in names:
+        trainers[name].steps(warmup)
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
+    for i in range(rounds):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, cpu = trainers[name].steps(steps)
+            out[name][0].extend(wall)
+            out[name][1].extend(cpu)
+    return out
+
+
+def variants(best: str) -> list[str]:
+    names = ["fp32 before", "fp32"]
+    if cpu_bf16_support().native:
+        names.append("bf16")
+    if best not in names:
+        names.append(best)
+    return names
+
+
+def make_trainer(cfg: TrainConfig, name: str, batch: int, seed: int) -> Trainer:
+    if name == "fp32 before":
+        return Trainer(cfg, batch, seed, precision="fp32", former=True)
+    return Trainer(cfg, batch, seed, precision=name)
+
+
+def throughput_table(
+    cfg: TrainConfig, size: int, batch: int, best: str, args: argparse.Namespace, rounds: int
+) -> dict[str, float]:
+    """Prints one size's table; returns images/s per variant."""
+    sized_cfg = sized(cfg, size)
+    names = variants(best)
+    trainers = {name: make_trainer(sized_cfg, name, batch, args.seed) for name in names}
+    times = alternate(trainers, rounds, args.steps, args.warmup)
+    print(
+        f"{size}x{size}, batch {batch}, {args.threads} thread(s); {args.warmup} warm-up + "
+        f"{rounds} x {args.steps} timed steps each, alternating (load now: {load_note(False)})"
     )
-    set_threads(args.threads)
-    # the time term's (32, 1) weight gets a gradient of other strides than DDP's bucket view:
-    # 32 numbers copied per step, reported below rather than once per rank
+    header = (
+        f"  {'variant':<12} {'ms/step':>8} {'min':>7} {'CPU ms':>7} {'images/s':>9} "
+        f"{'x before':>8} {'loss':>8}"
+    )
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    ips = {name: batch / median(times[name][0]) for name in names}
+    for name in names:
+        wall, cpu = times[name]
+        label = name + (" *" if name == best else "")
+        print(
+            f"  {label:<12} {1e3 * median(wall):>8.1f} {1e3 * min(wall):>7.1f} "
+            f"{1e3 * median(cpu):>7.1f} {ips[name]:>9.1f} {ips[name] / ips['fp32 before']:>8.2f} "
+            f"{trainers[name].last_loss:>8.4f}"
+        )
+    print()
+    return ips
+
+
+def batch_study(cfg: TrainConfig, best: str, args: argparse.Namespace) -> None:
+    print(f"per-sample cost by batch size (32x32; {args.threads} thread(s)):")
+    print(f"  {'batch':>5}  " + "  ".join(f"{n + ' ms/image':>22}" for n in ("fp32 before", best)))
+    sized_cfg = sized(cfg, 32)
+    for batch in args.batch_sizes:
+        names = ["fp32 before", best]
+        trainers = {name: make_trainer(sized_cfg, name, batch, args.seed) for name in names}
+        times = alternate(trainers, 2, args.steps, args.warmup)
+        cells = [f"{1e3 * median(times[n][0]) / batch:>22.2f}" for n in names]
+        print(f"  {batch:>5}  " + "  ".join(cells))
+    print()
+
+
+def width_study(cfg: TrainConfig, best: str, args: argparse.Namespace, batch: int) -> None:
+    """Wider networks in the best precision against the plain float32 step of the preset."""
+    base = sized(cfg, 32)
+    trainers = {"fp32 before": make_trainer(base, "fp32 before", batch, args.seed)}
+    for width in args.widths:
+        unet = dataclasses.replace(base.model.unet, base_width=width)
+        wide = dataclasses.replace(base, model=dataclasses.replace(base.model, unet=unet))
+        trainers[f"{best} width {width}"] = make_trainer(wide, best, batch, args.seed)
+    times = alternate(trainers, 2, args.steps, args.warmup)
+    ref = median(times["fp32 before"][0])
+    print(
+        f"wider networks (32x32, batch {batch}; the preset's base width is "
+        f"{base.model.unet.base_width}):"
+    )
+    for name, trainer in trainers.items():
+        n = sum(p.numel() for p in trainer.model.parameters())
+        step = median(times[name][0])
+        print(
+            f"  {name:<16} {n:>10,} params {1e3 * step:>8.1f} ms/step  {step / ref:>5.2f}x the "
+            "plain step"
+        )
+    print()
+
+
+def data_study(cfg: TrainConfig, batch: int, step_s: float) -> None:
+    from dsm_core.data import iterate_batches
+
+    start = time.perf_counter()
+    dataset = load_training_data(cfg.data, cfg.model.image_size)
+    load_s = time.perf_counter() - start
+    batches = iterate_batches(dataset, batch, cfg.seed, flip=cfg.data.flip)
+    next(batches)
+    start = time.perf_counter()
+    n = 50
+    for _ in range(n):
+        next(batches)
+    per_batch = (time.perf_counter() - start) / n
+    print(
+        f"data loading ({cfg.data.name}): {load_s:.1f} s once at start ({len(dataset):,} images "
+        f"in memory), then {1e3 * per_batch:.2f} ms per batch of {batch} = "
+        f"{100 * per_batch / step_s:.1f}% of a best step ({1e3 * step_s:.0f} ms): not worth a "
+        "loader thread or process on 2 cores"
+    )
+    print()
+
+
+def quality_study(cfg: TrainConfig, args: argparse.Namespace) -> bool | None:
+    """Prints the float32 / bf16 comparison; True when within tolerances (None: not run)."""
+    if not cpu_bf16_support().native:
+        print("quality: bf16 not run (no native bf16 on this CPU)")
+        print()
+        return None
+    folder = DEFAULT_MODEL
+    model = None
+    if (folder / "model.safetensors").is_file():
+        model = dsm_core.load_model(str(folder))
+        if tuple(model.image_shape) != tuple(sized(cfg, 32).model.image_shape):
+            model = None
+    source = f"weights of {folder.relative_to(ROOT)}"
+    if model is None:
+        torch.manual_seed(args.seed)
+        model = model_from_config(sized(cfg, 32).model)
+        source = "random weights"
+    images = dsm_core.packaging.read_test_images(folder, tuple(model.image_shape))
+    if images is not None:
+        x = torch.from_numpy(images[0].astype(np.float32) / 255.0)
+        data = f"{images[0].shape[0]} held-out images of {folder.relative_to(ROOT)}"
+    else:
+        x = torch.rand((512, *model.image_shape), generator=torch.Generator().manual_seed(0))
+        data = "uniform random images"
+    num_eval = 16
+    start = time.perf_counter()
+    comparison = compare_precisions(
+        model,
+        x[:-num_eval],
+        x[-num_eval:],
+        num_steps=args.quality_steps,
+        batch_size=32,
+        lr=cfg.lr,
+        noise_cfg=cfg.noise,
+        loss_cfg=cfg.loss,
+        seed=args.seed,
+    )
+    print(
+        f"quality: {args.quality_steps} seeded Adam steps (lr {cfg.lr:g}, batch 32) from the "
+        f"{source} on {data} ({num_eval} held out), float32 vs bf16 (same t and z) and a float32 "
+        f"reference with other t and z draws, all evaluated in float32 "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
+    print(
+        f"  {'':<26} {'fp32':>9} {'bf16':>9} {'fp32 ref':>9} {'|bf16-fp32|':>11} "
+        f"{'|ref-fp32|':>10} {'allowed':>8}"
+    )
+    ref = comparison.reference
+    rows = (
+        ("held-out loss (relative)", "loss", "loss_rel"),
+        ("K (dB/dim)", "log_norm_db", "log_norm_db"),
+        ("one-shot - ODE (dB/dim)", "ode_gap_db", "ode_gap_db"),
+    )
+    for label, key, diff_key in rows:
+        a, b, r = (getattr(run, key) for run in (comparison.fp32, comparison.bf16, ref))
+        spread = abs(r - a) / (abs(a) if key == "loss" else 1.0)
+        print(
+            f"  {label:<26} {a:>9.4f} {b:>9.4f} {r:>9.4f} {getattr(comparison, diff_key):>11.4f} "
+            f"{spread:>10.4f} {comparison.allowed(diff_key):>8.4f}"
+        )
+    tol = comparison.tolerances
+    print(
+        f"  allowed = max(absolute: loss {tol.loss_rel:g} relative, K {tol.log_norm_db:g}, gap "
+        f"{tol.ode_gap_db:g} dB/dim; {tol.spread_factor:g} x |ref - fp32| for K and the gap)"
+    )
+    last = np.mean(comparison.fp32.train_losses[-10:]), np.mean(comparison.bf16.train_losses[-10:])
+    print(f"  mean training loss of the last 10 steps: fp32 {last[0]:.4f}, bf16 {last[1]:.4f}")
+    failures = comparison.failures()
+    print("  bf16 within every tolerance" if not failures else "  EXCEEDED: " + "; ".join(failures))
+    print()
+    return not failures
+
+
+def _conv_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+
+
+def flop_study(cfg: TrainConfig, best: str, step_s: dict[str, float], batch: int) -> None:
+    """FLOPs of one step by phase against the rate of the network's own convolutions."""
+    trainer = make_trainer(sized(cfg, 32), "fp32", batch, 0)
+    model = trainer.model
+    x = trainer.x
+    t = torch.full((batch,), 0.01)
+    y = x + 0.1 * torch.randn_like(x)
+    with FlopCounterMode(display=False) as counter:
+        model.energy(y, t)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        model.energy_and_scores(y, t, create_graph=True)
+    scores = counter.get_total_flops() - forward
+    with FlopCounterMode(display=False) as counter:
+        trainer.step()
+    total = counter.get_total_flops()
+    double = total - forward - scores
+    print(
+        f"FLOPs of one step (32x32, batch {batch}; convolutions and matmuls, torch.utils."
+        f"flop_counter): forward {forward / 1e9:.2f} G ({forward / batch / 1e6:.1f} M/image), "
+        f"scores' backward {scores / 1e9:.2f} G, double backward {double / 1e9:.2f} G, total "
+        f"{total / 1e9:.2f} G = {total / forward:.1f} forwards"
+    )
+    # each convolution alone, forward, its own shape: the rate this core reaches on it
+    inputs: dict[torch.nn.Module, torch.Tensor] = {}
+
+    def keep_input(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        inputs.setdefault(module, args[0].detach().clone())  # (a hook's result would replace out)
+
+    hooks = [m.register_forward_hook(keep_input) for m in _conv_modules(model)]
+    with torch.no_grad():
+        model.energy(y, t)
+    for hook in hooks:
+        hook.remove()
+    bound: dict[str, float] = {}
+    peak: dict[str, float] = {}
+    for name, dtype in DTYPES.items():
+        if dtype is not None and not cpu_bf16_support().native:
+            continue
+        seconds = 0.0  # the network's convolutions, forward, each at its own best rate
+        rates = []
+        for module, h in inputs.items():
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                module(h)
+            flops = counter.get_total_flops()
+            enabled = dtype is not None
+            with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=enabled):
+                for _ in range(2):
+                    module(h)
+                runs = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    module(h)
+                    runs.append(time.perf_counter() - start)
+            rates.append(flops / min(runs))
+            seconds += min(runs)
+        # the step does each convolution's work about total / forward times
+        bound[name] = seconds * total / forward
+        peak[name] = max(rates)
+    for name in bound:
+        achieved = total / step_s[name] / 1e9 if name in step_s else float("nan")
+        print(
+            f"  {name}: the step at {achieved:.0f} GFLOP/s; this core's convolutions alone reach "
+            f"{peak[name] / 1e9:.0f} GFLOP/s at best (widest layer), and the step's FLOPs at each "
+            f"layer's own forward rate would take {1e3 * bound[name]:.0f} ms: the step "
+            f"({1e3 * step_s[name]:.0f} ms) is {step_s[name] / bound[name]:.1f}x that bound"
+        )
+    print()
+
+
+# --------------------------------------------------------------------------------------------
+# 2-core study: threads vs DDP ranks vs independent runs
+
+
+def _worker(rank: int, args, port: int, precision: str, ddp: bool, commands, results) -> None:
+    set_threads(1)
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     try:
-        distributed.init_process_group(torch.device("cpu"))
-        cfg = load_config_file(args.config)
-        trainer = Trainer(cfg, args.batch_size or cfg.batch_size, args.seed, rank)
+        cfg = sized(load_config_file(args.config), 32)
+        batch = args.batch_size or cfg.batch_size
+        if ddp:
+            os.environ.update(
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE=str(args.world),
+            )
+            distributed.init_process_group(torch.device("cpu"))
+            batch //= args.world  # the loop splits the config's batch across ranks
+        trainer = Trainer(cfg, batch, args.seed, rank, precision=precision, ddp=ddp)
         trainer.steps(args.warmup)
         results.put(("ready", rank, None))
         while (n := commands.get()) is not None:
-            results.put(("times", rank, (trainer.steps(n), trainer.last_loss)))
+            start = time.perf_counter()
+            trainer.steps(n)
+            results.put(("done", rank, (time.perf_counter() - start, trainer.batch * n)))
     except Exception as exc:  # reported by the parent instead of hanging it
         results.put(("error", rank, repr(exc)))
         raise
     finally:
-        distributed.destroy_process_group()
+        if ddp:
+            distributed.destroy_process_group()
 
 
-def collect(results, world: int, kind: str, timeout: float = 600.0) -> dict[int, object]:
-    """One message of ``kind`` from every rank (raises on a worker's error)."""
+def _collect(results, world: int, kind: str, timeout: float = 600.0) -> dict[int, object]:
     out = {}
     while len(out) < world:
         what, rank, payload = results.get(timeout=timeout)
         if what == "error":
-            raise RuntimeError(f"DDP rank {rank} failed: {payload}")
+            raise RuntimeError(f"worker {rank} failed: {payload}")
         if what == kind:
             out[rank] = payload
     return out
+
+
+def two_core_study(cfg: TrainConfig, best: str, args: argparse.Namespace) -> None:
+    context = mp.get_context("spawn")
+    groups = {}
+    for label, ddp in (("DDP", True), ("independent", False)):
+        commands = [context.Queue() for _ in range(args.world)]
+        results = context.Queue()
+        port = free_port()
+        procs = [
+            context.Process(
+                target=_worker, args=(r, args, port, best, ddp, commands[r], results), daemon=True
+            )
+            for r in range(args.world)
+        ]
+        for p in procs:
+            p.start()
+        groups[label] = (commands, results, procs)
+    batch = args.batch_size or cfg.batch_size
+    sized_cfg = sized(cfg, 32)
+    own = Trainer(sized_cfg, batch, args.seed, precision=best)
+    images_per_s: dict[str, list[float]] = {}
+    n = max(2, args.steps * 2)
+    try:
+        for label in groups:
+            _collect(groups[label][1], args.world, "ready")
+        own.steps(args.warmup)
+        labels = [f"1 process x {args.world} threads", "DDP", "independent", "1 process x 1 thread"]
+        for i in range(3):
+            shift = i % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                if label in groups:
+                    commands, results, _ = groups[label]
+                    for queue in commands:
+                        queue.put(n)
+                    done = _collect(results, args.world, "done")
+                    wall = max(w for w, _ in done.values())
+                    images = sum(k for _, k in done.values())
+                    # DDP ranks share each step's batch: the model saw `images`; independent runs
+                    # each trained their own model on `images / world`
+                else:
+                    set_threads(args.world if "threads" in label else 1)
+                    start = time.perf_counter()
+                    own.steps(n)
+                    wall, images = time.perf_counter() - start, batch * n
+                    set_threads(args.threads)
+                images_per_s.setdefault(label, []).append(images / wall)
+    finally:
+        for commands, _, procs in groups.values():
+            for queue in commands:
+                queue.put(None)
+            for p in procs:
+                p.join(timeout=60)
+                if p.is_alive():
+                    p.terminate()
+    print(
+        f"2-core study ({best}, config batch {batch}; {n} steps per sample, 3 rounds, rotated; "
+        f"load now: {load_note(False)}):"
+    )
+    ref = median(images_per_s["1 process x 1 thread"])
+    notes = {
+        f"1 process x {args.world} threads": "one model, the config's batch",
+        "DDP": f"one model, batch {batch} split over {args.world} gloo ranks",
+        "independent": f"{args.world} models (e.g. seeds), batch {batch} each",
+        "1 process x 1 thread": "reference: one core",
+    }
+    for label, values in images_per_s.items():
+        value = median(values)
+        print(f"  {label:<24} {value:>7.1f} images/s  {value / ref:>5.2f}x  ({notes[label]})")
+    print()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,103 +591,44 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     cfg = load_config_file(args.config)
     batch = args.batch_size or cfg.batch_size
-
-    context = mp.get_context("spawn")
-    commands = [context.Queue() for _ in range(args.world)]
-    results = context.Queue()
-    port = free_port()
-    workers = [
-        context.Process(target=_worker, args=(rank, args, port, commands[rank], results))
-        for rank in range(args.world)
-    ]
-    for process in workers:
-        process.start()
-    single_times: list[float] = []
-    ddp_times: list[float] = []
-    single_cpu: list[float] = []
-    ddp_cpu: list[float] = []
-    try:
-        collect(results, args.world, "ready")  # the workers have warmed up; now they wait
-        single = Trainer(cfg, batch, args.seed)
-        single.steps(args.warmup)
-        ddp_loss = float("nan")
-        for i in range(args.rounds):
-            order = ("single", "ddp") if i % 2 == 0 else ("ddp", "single")
-            for kind in order:
-                if kind == "single":
-                    wall, cpu = single.steps(args.steps)
-                    single_times += wall
-                    single_cpu += cpu
-                    continue
-                for queue in commands:
-                    queue.put(args.steps)
-                per_rank = collect(results, args.world, "times")
-                ddp_loss = per_rank[0][1]
-                walls = [wall for (wall, _), _ in per_rank.values()]
-                cpus = [cpu for (_, cpu), _ in per_rank.values()]
-                ddp_times += [max(step) for step in zip(*walls, strict=True)]
-                ddp_cpu += [max(step) for step in zip(*cpus, strict=True)]
-            print(
-                f"  round {i + 1}: single {median(single_times[-args.steps :]):.3f} s/step, "
-                f"DDP {median(ddp_times[-args.steps :]):.3f} s/step",
-                flush=True,
-            )
-    finally:
-        for queue in commands:
-            queue.put(None)
-        for process in workers:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.terminate()
-
-    t_single, t_ddp = median(single_times), median(ddp_times)
-    ips_single = batch / t_single
-    ips_ddp = args.world * batch / t_ddp
-    scaling = ips_ddp / (args.world * ips_single)
-    num_params = sum(p.numel() for p in single.model.parameters())
-    print()
+    support = cpu_bf16_support()
+    best = resolve_precision("auto", "cpu").name
+    print(f"config {Path(args.config).name}; bf16: {support.reason}")
     print(
-        f"config {Path(args.config).name}: {num_params:,} params, images "
-        f"{tuple(cfg.model.image_shape)}, time_weight {cfg.loss.time_weight:g}, Adam lr {cfg.lr:g}"
-    )
-    print(
-        f"{batch} images per step per process, {args.threads} thread(s) per process; "
-        f"{args.warmup} warm-up + {args.rounds} x {args.steps} timed steps of each, alternating; "
-        "train_step only (no data loading, logging, evaluation or checkpoints)"
+        f"best = train.py --precision auto on this machine: {best} "
+        "(* below); 'fp32 before' = the plain float32 step before issue 16"
     )
     print()
-    header = (
-        f"{'run':<14} {'images/step':>11} {'median s/step':>13} {'min':>7} {'max':>7} "
-        f"{'steps/hour':>10} {'images/s':>9} {'CPU s/step':>10} {'loss':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    for label, times, cpu, images, ips, loss in (
-        ("single", single_times, single_cpu, batch, ips_single, single.last_loss),
-        (f"DDP {args.world} x gloo", ddp_times, ddp_cpu, args.world * batch, ips_ddp, ddp_loss),
-    ):
+    results = {}
+    for size in args.sizes:
+        rounds = args.rounds if size <= 32 else max(2, args.rounds // 2)
+        results[size] = throughput_table(cfg, size, batch, best, args, rounds)
+    if not args.no_batches:
+        batch_study(cfg, best, args)
+    if args.widths:
+        width_study(cfg, best, args, batch)
+    ref_size = 32 if 32 in results else args.sizes[0]
+    step_s = {name: batch / ips for name, ips in results[ref_size].items()}
+    if not args.no_data:
+        data_study(cfg, batch, step_s[best])
+    quality_ok = None
+    if not args.no_quality and args.quality_steps > 0:
+        quality_ok = quality_study(cfg, args)
+    if not args.no_flops:
+        flop_study(cfg, best, step_s, batch)
+    if args.study:
+        two_core_study(cfg, best, args)
+    for size, ips in results.items():
         print(
-            f"{label:<14} {images:>11} {median(times):>13.3f} {min(times):>7.3f} "
-            f"{max(times):>7.3f} {3600 / median(times):>10.0f} {ips:>9.1f} {median(cpu):>10.3f} "
-            f"{loss:>8.4f}"
+            f"{size}x{size}: {best} {ips[best]:.1f} images/s vs plain fp32 "
+            f"{ips['fp32 before']:.1f}: {ips[best] / ips['fp32 before']:.2f}x "
+            f"(fp32 with today's code {ips['fp32'] / ips['fp32 before']:.2f}x)"
         )
-    print()
-    print(
-        f"scaling efficiency {scaling:.2f} = {ips_ddp:.1f} / ({args.world} x {ips_single:.1f}) "
-        "images/s (wall time)"
-    )
-    cpu_scaling = median(single_cpu) / median(ddp_cpu)
-    print(
-        f"CPU time per step and process: single {median(single_cpu):.3f} s, DDP rank "
-        f"{median(ddp_cpu):.3f} s (slowest rank): {cpu_scaling:.2f} is roughly the scaling to "
-        "expect if every rank had a core of its own (DDP's own cost: all-reduce, gloo threads)"
-    )
-    print(
-        "DDP warns that the time term's (32, 1) weight gradient has other strides than its "
-        "bucket view (32 numbers copied per step); silenced in the workers"
-    )
+    if quality_ok is not None:
+        print(f"bf16 quality tolerances {'met' if quality_ok else 'NOT met'}")
     print_run_footer(load_before, start_wall)
-    print(f"ddp_scaling: {fmt_ratio(scaling)}")
+    ips = results[ref_size]
+    print(f"speedup: {fmt_ratio(ips[best] / ips['fp32 before'])}")
     return 0
 
 

@@ -65,4 +65,12 @@ class GainControlNorm(nn.Module):
         # released code, not paper eq. 41: eps inside and outside the ratio
         rescale = torch.sqrt(mean_var / (var + self.eps) + self.eps)
         gain = self.weight * (1.0 + self.conditioning(embedding))  # (B, Cn)
-        return gain[:, :, None, None] * centered * rescale
+        # The per-channel factors are multiplied first, so the (B, Cn, H, W) tensor is multiplied
+        # once: one full-size product fewer in the forward, the scores' backward and the double
+        # backward of training (measured 1.15x faster dual score matching steps, issue 16).
+        # Under bf16 autocast the float32 weight promotes this product, and so the norm's output
+        # and the nonlinearity, to float32. Casting it to h's bfloat16 was 7% faster, but moved
+        # the one-shot/ODE agreement of a 40-step run 100x further from float32's (0.04 vs
+        # 0.0003 dB/dim), so it is not done.
+        scale = gain[:, :, None, None] * rescale  # (B, Cn, 1, 1)
+        return centered * scale

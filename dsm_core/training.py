@@ -41,6 +41,7 @@ from dsm_core.evaluation import evaluate_during_training
 from dsm_core.losses import score_matching_terms
 from dsm_core.noise import add_noise, sample_t
 from dsm_core.normalization import LogNormEstimate, estimate_log_norm
+from dsm_core.precision import resolve_precision
 from dsm_core.presets import preset_config
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,10 @@ class TrainConfig:
     # architecture must equal ``model``). Ignored when resuming from a checkpoint.
     init_from: str | None = None
     device: str = "auto"  # "auto": CUDA when available, else CPU; "cpu", "cuda", "cuda:1", ...
-    # CUDA only, off by default (full float32). tf32: TF32 matmuls and convolutions (the switch
-    # is applied by train/train.py); bf16: autocast the network to bfloat16 (experimental with
-    # double backprop).
+    # Off by default (full float32). tf32 (CUDA only): TF32 matmuls and convolutions (the switch
+    # is applied by train/train.py); bf16: autocast the network to bfloat16, float32 weights (on
+    # CUDA experimental with double backprop; on a CPU only where it has native bf16, see
+    # dsm_core.precision). train(precision=...) and train.py --precision override it per run.
     tf32: bool = False
     bf16: bool = False
 
@@ -448,7 +450,9 @@ def train_step(
         optimizer: over the model's parameters; its lr is set by the caller.
         generator: source of t and z (on x's device).
         grad_clip: max global gradient norm, or None.
-        autocast_dtype: e.g. torch.bfloat16 to autocast the forward on CUDA, or None.
+        autocast_dtype: torch.bfloat16 to autocast the forward (and with it the scores and the
+            double backward) on CUDA or on a CPU with native bf16 (``dsm_core.precision``), or
+            None for float32. Weights, gradients, optimizer state and the loss stay float32.
 
     Returns:
         {"loss", "space", "time", "grad_norm"}: batch means (over all processes under DDP) and the
@@ -789,6 +793,7 @@ def train(
     progress: bool = True,
     *,
     on_log: Callable[[dict], None] | None = None,
+    precision: str | None = None,
 ) -> TrainResult:
     """Train a model as ``cfg`` says, in ``run_dir``; on every process under torchrun.
 
@@ -803,6 +808,10 @@ def train(
         resume: continue from ``run_dir``'s checkpoint (the config must be identical).
         progress: show a tqdm bar with the running loss (rank 0).
         on_log: called with every log record (rank 0), e.g. to print it.
+        precision: "fp32", "bf16" or "auto" (``dsm_core.precision.resolve_precision``: bf16 on a
+            CPU with native bf16); None: the config's ``bf16`` switch. Not part of the config: a
+            checkpoint written in one precision resumes in the other (float32 weights and
+            optimizer state either way). Every "train" log record names it.
 
     Returns:
         A :class:`TrainResult`; ``interrupted_by`` is set when a signal stopped the run.
@@ -810,12 +819,15 @@ def train(
     Raises:
         NonFiniteLossError: the loss became NaN/inf; the message names the step and the last
             good checkpoint, which is left untouched.
+        ValueError: bf16 requested on a device without native bf16 (the message says why).
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
     device = distributed.resolve_device(cfg.device)
-    if cfg.bf16 and device.type != "cuda":
-        raise ValueError("bf16 autocast is a CUDA option; set bf16=false on CPU")
+    if precision is None:
+        precision = "bf16" if cfg.bf16 else "fp32"
+    choice = resolve_precision(precision, device, config_bf16=cfg.bf16)
+    log.info("precision %s: %s", choice.name, choice.reason)
     info = distributed.init_process_group(device)
     if cfg.batch_size % info.world_size:
         raise ValueError(
@@ -898,7 +910,7 @@ def train(
     loss_module = distributed.wrap_ddp(
         DualScoreLoss(model), device, _find_unused_parameters(model, cfg.loss)
     )
-    autocast_dtype = torch.bfloat16 if cfg.bf16 else None
+    autocast_dtype = choice.autocast_dtype
     data_meta = describe_data(cfg.data, train_data)
     last_good_step = step if checkpoint_path.is_file() else None
 
@@ -1037,6 +1049,7 @@ def train(
                         "lr": lr,
                         "steps_per_s": steps_per_s,
                         "images_per_s": steps_per_s * cfg.batch_size,
+                        "precision": choice.name,
                         "epoch": data_state["epoch"],
                         "data_position": data_state["position"],
                         "wall_time_s": wall,

@@ -1,0 +1,352 @@
+"""Training precision: where bfloat16 autocast pays off, which one a run uses, and its tolerances.
+
+Training keeps float32 master weights, optimizer state and loss reduction in every precision;
+"bf16" autocasts the network's forward (and so its scores and the double backward) to bfloat16.
+On a CPU that computes bf16 natively (AVX512-BF16 or AMX, through oneDNN) the dual score matching
+step of the default model is about 1.5x faster at equal loss (``bench/training_throughput.py``,
+issue 16); on one without, oneDNN emulates bf16 and it is slower than float32, so it is refused.
+A run's precision is a choice of the machine, not of the model: it is not part of ``TrainConfig``
+(beyond the CUDA-era ``bf16`` switch), and a checkpoint written in one precision resumes in the
+other (the weights and the optimizer state are float32 either way).
+"""
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dsm_core import units
+from dsm_core.analysis.estimators import ode_nll_nats
+from dsm_core.config import LossConfig, NoiseConfig
+from dsm_core.energy import BaseEnergy
+from dsm_core.evaluation import random_t_loss
+from dsm_core.normalization import estimate_log_norm
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# oneDNN instruction sets (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA values) that include native bf16
+_BF16_ISAS = {
+    "ALL",
+    "AVX2_VNNI_2",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+}
+# /proc/cpuinfo flags of native bf16 arithmetic (dot products, not only conversions)
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "avx_ne_convert")
+
+
+@dataclass(frozen=True)
+class Bf16Support:
+    """Whether this machine's CPU computes bfloat16 convolutions natively, and why (one line)."""
+
+    native: bool
+    reason: str
+
+
+def cpu_bf16_support(cpuinfo: str | Path = "/proc/cpuinfo") -> Bf16Support:
+    """Native bf16 on this CPU: oneDNN present, a bf16 CPU flag, and no ISA cap that hides it.
+
+    Reads the ``flags`` of ``cpuinfo`` (Linux) and the ``ONEDNN_MAX_CPU_ISA`` /
+    ``DNNL_MAX_CPU_ISA`` environment variables (a cap below AVX512_CORE_BF16, e.g. ``AVX2``, makes
+    oneDNN emulate bf16, so it counts as no support). Cheap: no timing.
+
+    Args:
+        cpuinfo: the file to read the CPU flags from.
+
+    Returns:
+        A :class:`Bf16Support`; ``native`` is False wherever it cannot tell.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return Bf16Support(False, "this torch build has no oneDNN (mkldnn)")
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        isa = os.environ.get(name, "").strip().upper()
+        if isa and isa not in _BF16_ISAS:
+            return Bf16Support(False, f"{name}={isa} caps oneDNN below native bf16")
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return Bf16Support(False, f"cannot read the CPU flags ({cpuinfo})")
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    found = [flag for flag in _BF16_FLAGS if flag in flags]
+    if not found:
+        return Bf16Support(False, "the CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag)")
+    return Bf16Support(True, f"the CPU has {' and '.join(found)}")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run trains in: ``name`` "fp32" or "bf16", its autocast dtype (None for
+    float32) and a one-line reason to print."""
+
+    name: str
+    autocast_dtype: torch.dtype | None
+    reason: str
+
+
+def resolve_precision(
+    requested: str, device: torch.device | str, *, config_bf16: bool = False
+) -> PrecisionChoice:
+    """The precision to train in on ``device``.
+
+    Args:
+        requested: "fp32", "bf16" or "auto". "auto" is bf16 on a CPU with native bf16 (the
+            fastest measured setting, issue 16), float32 on any other CPU, and the config's
+            ``bf16`` switch on CUDA (float32 unless set; bf16 with double backprop is untested
+            there).
+        device: the training device.
+        config_bf16: the run config's ``bf16`` field.
+
+    Returns:
+        A :class:`PrecisionChoice`.
+
+    Raises:
+        ValueError: an unknown name, or "bf16" on a CPU without native bf16 (oneDNN would emulate
+            it, slower than float32), or on a CUDA device without bf16.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    device = torch.device(device)
+    if requested == "fp32":
+        return PrecisionChoice("fp32", None, "float32 as requested")
+    if device.type == "cuda":
+        if requested == "auto" and not config_bf16:
+            return PrecisionChoice("fp32", None, "auto on CUDA: float32 (the config's bf16=false)")
+        if not torch.cuda.is_bf16_supported():
+            raise ValueError(f"bf16 requested, but {device} does not support bfloat16")
+        return PrecisionChoice("bf16", torch.bfloat16, f"bf16 autocast on {device}")
+    if device.type != "cpu":
+        if requested == "auto":
+            return PrecisionChoice("fp32", None, f"auto on {device.type}: float32")
+        raise ValueError(f"bf16 training is supported on CPU and CUDA, not {device.type}")
+    support = cpu_bf16_support()
+    if support.native:
+        why = "as requested" if requested == "bf16" else "auto: the fastest measured setting"
+        return PrecisionChoice(
+            "bf16", torch.bfloat16, f"bf16 autocast, float32 weights ({why}; {support.reason})"
+        )
+    if requested == "auto":
+        return PrecisionChoice("fp32", None, f"auto: float32 because {support.reason}")
+    raise ValueError(
+        f"bf16 training refused on this CPU: {support.reason}; oneDNN would emulate bf16, "
+        "slower than float32. Train with precision fp32 (or auto)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Quality tolerances of reduced precision
+
+
+@dataclass(frozen=True)
+class PrecisionTolerances:
+    """How far a bf16-trained model may be from the float32-trained one of the same short run.
+
+    Both runs start from the same weights and see the same images, t and z; they are evaluated
+    in float32 on the same held-out noise and probes. Each difference must stay within
+    ``max(absolute, spread_factor * spread)``, where spread is the difference between the
+    float32 run and a float32 reference run that differs only in its t and z draws (what any
+    change of a run perturbs; Adam from a trained model amplifies small changes, measured on
+    the default model: K moved 0.16 dB/dim and the gap 1 dB/dim between two noise seeds at
+    lr 5e-4). Absolute amounts: ``loss_rel``, the relative difference of the held-out loss
+    (fixed t and z; no spread allowance); ``log_norm_db``, K in dB/dim (``10 K / (d ln 10)``);
+    ``ode_gap_db``, the mean (one-shot - ODE) log p gap in dB/dim (same Hutchinson probes).
+    """
+
+    loss_rel: float = 0.02
+    log_norm_db: float = 0.02
+    ode_gap_db: float = 0.05
+    spread_factor: float = 1.5
+
+
+@dataclass(frozen=True)
+class RunQuality:
+    """A short run's model evaluated in float32: held-out loss, K (nats and dB/dim) and the mean
+    one-shot - ODE log p gap (dB/dim, positive: the one-shot log p is higher)."""
+
+    loss: float
+    log_norm_nats: float
+    log_norm_db: float
+    ode_gap_db: float
+    train_losses: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PrecisionComparison:
+    """Float32 and bf16 runs of the same short training, a float32 run with other noise draws
+    (``reference``, None when not run), and their differences."""
+
+    fp32: RunQuality
+    bf16: RunQuality
+    tolerances: PrecisionTolerances
+    reference: RunQuality | None = None
+
+    @property
+    def loss_rel(self) -> float:
+        return abs(self.bf16.loss - self.fp32.loss) / abs(self.fp32.loss)
+
+    @property
+    def log_norm_db(self) -> float:
+        return abs(self.bf16.log_norm_db - self.fp32.log_norm_db)
+
+    @property
+    def ode_gap_db(self) -> float:
+        return abs(self.bf16.ode_gap_db - self.fp32.ode_gap_db)
+
+    def spread(self, key: str) -> float:
+        """|reference - fp32| of ``key`` ("log_norm_db" or "ode_gap_db"); 0 without reference."""
+        if self.reference is None:
+            return 0.0
+        return abs(getattr(self.reference, key) - getattr(self.fp32, key))
+
+    def allowed(self, key: str) -> float:
+        """The tolerance of ``key`` ("loss_rel", "log_norm_db" or "ode_gap_db") in this run."""
+        absolute = getattr(self.tolerances, key)
+        if key == "loss_rel":
+            return absolute
+        return max(absolute, self.tolerances.spread_factor * self.spread(key))
+
+    def failures(self) -> list[str]:
+        """One line per tolerance exceeded (empty: bf16 is within every tolerance)."""
+        checks = (
+            ("held-out loss (relative)", "loss_rel"),
+            ("K (dB/dim)", "log_norm_db"),
+            ("one-shot - ODE gap (dB/dim)", "ode_gap_db"),
+        )
+        return [
+            f"{name}: {getattr(self, key):.4g} > {self.allowed(key):.4g}"
+            for name, key in checks
+            if getattr(self, key) > self.allowed(key)
+        ]
+
+
+def short_run_quality(
+    model: BaseEnergy,
+    x_train: torch.Tensor,
+    x_eval: torch.Tensor,
+    *,
+    num_steps: int,
+    batch_size: int,
+    lr: float,
+    noise_cfg: NoiseConfig,
+    loss_cfg: LossConfig,
+    autocast_dtype: torch.dtype | None,
+    seed: int = 0,
+    ode_steps: int = 20,
+    eval_seed: int = 12345,
+) -> RunQuality:
+    """Train a copy of ``model`` for ``num_steps`` Adam steps, then evaluate it in float32.
+
+    Args:
+        model: the starting energy model (not modified).
+        x_train: training images (N, C, H, W) in [0, 1], taken in order, ``batch_size`` a step.
+        x_eval: held-out images (M, C, H, W): loss at fixed t and z, K at ``noise_cfg.t_max``,
+            one-shot and ODE log p (``ode_steps`` RK4 steps, one Rademacher probe).
+        num_steps, batch_size, lr: the run.
+        noise_cfg, loss_cfg: the training noise range and loss weights.
+        autocast_dtype: None (float32) or torch.bfloat16.
+        seed: seeds t and z of the run.
+        ode_steps: RK4 steps of the probability-flow ODE.
+        eval_seed: seeds the evaluation's noise and probes (the same for every run compared).
+
+    Returns:
+        A :class:`RunQuality`.
+    """
+    from dsm_core.training import train_step  # training imports this module
+
+    trained = copy.deepcopy(model).train().requires_grad_(True)  # a loaded model is frozen
+    optimizer = torch.optim.Adam(trained.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    n = x_train.shape[0]
+    for step in range(num_steps):
+        idx = torch.arange(step * batch_size, (step + 1) * batch_size) % n
+        stats = train_step(
+            trained,
+            x_train[idx],
+            noise_cfg,
+            loss_cfg,
+            optimizer,
+            generator,
+            autocast_dtype=autocast_dtype,
+        )
+        losses.append(stats["loss"])
+    trained.eval()
+    loss = random_t_loss(trained, x_eval, noise_cfg, loss_cfg, seed=eval_seed)["loss"]
+    estimate = estimate_log_norm(
+        trained, x_eval, noise_cfg.t_max, generator=torch.Generator().manual_seed(eval_seed + 1)
+    )
+    trained.log_norm_nats = estimate.log_norm_nats
+    with torch.no_grad():
+        oneshot_nats = trained.energy(x_eval, 0.0).double()  # (M,) -log p one-shot
+    ode = ode_nll_nats(
+        trained, x_eval, num_steps=ode_steps, generator=torch.Generator().manual_seed(eval_seed + 2)
+    )
+    d = trained.d
+    gap_nats = (ode.nll_nats.double() - oneshot_nats).mean().item()  # log p one-shot - ODE
+    return RunQuality(
+        loss=float(loss),
+        log_norm_nats=estimate.log_norm_nats,
+        log_norm_db=float(units.nats_to_db_per_dim(estimate.log_norm_nats, d)),
+        ode_gap_db=float(units.nats_to_db_per_dim(gap_nats, d)),
+        train_losses=tuple(losses),
+    )
+
+
+def compare_precisions(
+    model: BaseEnergy,
+    x_train: torch.Tensor,
+    x_eval: torch.Tensor,
+    *,
+    num_steps: int,
+    batch_size: int,
+    lr: float = 5e-4,
+    noise_cfg: NoiseConfig | None = None,
+    loss_cfg: LossConfig | None = None,
+    tolerances: PrecisionTolerances | None = None,
+    seed: int = 0,
+    ode_steps: int = 20,
+    reference: bool = True,
+) -> PrecisionComparison:
+    """The same seeded short run in float32 and in bf16 autocast, evaluated alike in float32.
+
+    Args are those of :func:`short_run_quality` (defaults: ``NoiseConfig()``, dual score
+    matching ``LossConfig(time_weight=1)``, :class:`PrecisionTolerances`); with ``reference``
+    a third run, float32 with the noise seed ``seed + 1``, measures the run-to-run spread.
+
+    Returns:
+        A :class:`PrecisionComparison`; ``failures()`` lists the tolerances exceeded.
+    """
+    noise_cfg = noise_cfg or NoiseConfig()
+    loss_cfg = loss_cfg or LossConfig(time_weight=1.0)
+    runs = {}
+    plan = [("fp32", None, seed), ("bf16", torch.bfloat16, seed)]
+    if reference:
+        plan.append(("reference", None, seed + 1))
+    for name, dtype, run_seed in plan:
+        runs[name] = short_run_quality(
+            model,
+            x_train,
+            x_eval,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            lr=lr,
+            noise_cfg=noise_cfg,
+            loss_cfg=loss_cfg,
+            autocast_dtype=dtype,
+            seed=run_seed,
+            ode_steps=ode_steps,
+        )
+    return PrecisionComparison(
+        runs["fp32"], runs["bf16"], tolerances or PrecisionTolerances(), runs.get("reference")
+    )

@@ -1,0 +1,143 @@
+"""Training precision: bf16 detection, the choice of a run, bf16 within tolerance of float32."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import dsm_core as dc
+from dsm_core import precision, training
+from dsm_core.precision import (
+    PrecisionTolerances,
+    compare_precisions,
+    cpu_bf16_support,
+    resolve_precision,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+NATIVE = cpu_bf16_support().native
+FAST = {
+    "num_steps": 4,
+    "log_every_steps": 1,
+    "eval_every_steps": 1000,
+    "eval_num_images": 16,
+    "eval_batch_size": 16,
+    "checkpoint_every_steps": 2,
+    "batch_size": 8,
+}
+
+
+def _cpuinfo(tmp_path: Path, flags: str) -> Path:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {flags}\n\n")
+    return path
+
+
+def test_bf16_support_reads_cpu_flags_and_isa_cap(tmp_path, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    with_bf16 = _cpuinfo(tmp_path, "avx512_bf16")
+    assert cpu_bf16_support(with_bf16).native == torch.backends.mkldnn.is_available()
+    without = cpu_bf16_support(_cpuinfo(tmp_path, "avx512bw"))
+    assert not without.native and "no native bf16" in without.reason
+    assert not cpu_bf16_support(tmp_path / "missing").native
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # how a CPU without bf16 is emulated
+    capped = cpu_bf16_support(with_bf16)
+    assert not capped.native and "ONEDNN_MAX_CPU_ISA=AVX2" in capped.reason
+
+
+def test_resolve_precision_refuses_bf16_without_native_support(monkeypatch):
+    assert resolve_precision("fp32", "cpu").autocast_dtype is None
+    with pytest.raises(ValueError, match="one of"):
+        resolve_precision("fp16", "cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    auto = resolve_precision("auto", "cpu")
+    assert auto.name == "fp32" and auto.autocast_dtype is None and "AVX2" in auto.reason
+    with pytest.raises(ValueError, match="bf16 training refused on this CPU.*fp32"):
+        resolve_precision("bf16", "cpu")
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16")
+def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    choice = resolve_precision("auto", "cpu")
+    assert choice.name == "bf16" and choice.autocast_dtype is torch.bfloat16
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16")
+def test_bf16_short_run_stays_within_tolerances_of_fp32(tiny_images, generator):
+    torch.manual_seed(0)
+    model = dc.build_energy_model("tiny")
+    low = torch.rand(64, 1, 4, 4, generator=generator)
+    x_train = torch.nn.functional.interpolate(low, size=16, mode="bilinear", align_corners=False)
+    comparison = compare_precisions(
+        model, x_train, tiny_images, num_steps=20, batch_size=16, ode_steps=8
+    )
+    assert comparison.failures() == [], comparison
+    # the runs did differ (bf16 really ran) yet stayed close
+    assert comparison.fp32.train_losses != comparison.bf16.train_losses
+    strict = PrecisionTolerances(loss_rel=0.0, log_norm_db=0.0, ode_gap_db=0.0)
+    assert precision.PrecisionComparison(comparison.fp32, comparison.bf16, strict).failures()
+
+
+def _tiny(**overrides) -> training.TrainConfig:
+    return training.load_config_file(
+        REPO / "train" / "configs" / "tiny_cpu.json", {**FAST, **overrides}
+    )
+
+
+def test_train_refuses_bf16_clearly_without_native_support(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(ValueError, match="bf16 training refused"):
+        training.train(_tiny(), tmp_path / "run", progress=False, precision="bf16")
+    assert not (tmp_path / "run").exists()  # refused before touching the run folder
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16")
+def test_a_run_resumes_across_precisions(tmp_path):
+    run = tmp_path / "run"
+
+    def stop_after_step_2(record: dict) -> None:  # as Ctrl-C would: checkpoint at step 2
+        if record["kind"] == "train" and record["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = training.train(
+        _tiny(), run, progress=False, precision="fp32", on_log=stop_after_step_2
+    )
+    assert stopped.step == 2 and stopped.interrupted_by == signal.SIGINT
+    training.train(_tiny(), run, resume=True, progress=False, precision="bf16")
+    records = [json.loads(line) for line in (run / training.LOG_FILE).read_text().splitlines()]
+    used = [(r["step"], r["precision"]) for r in records if r["kind"] == "train"]
+    assert used == [(1, "fp32"), (2, "fp32"), (3, "bf16"), (4, "bf16")]
+    state = training.load_training_state(run / training.CHECKPOINT_FILE)
+    assert state.step == 4
+    assert all(v.dtype == torch.float32 for v in state.model.values() if v.is_floating_point())
+
+
+def _cli(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    overrides = [f"{key}={value}" for key, value in {**FAST, "num_steps": 1}.items()]
+    command = [sys.executable, str(REPO / "train" / "train.py"), "--config", "tiny_cpu"]
+    command += ["--out", str(tmp_path / "run"), "--no-progress", "--quiet", "--threads", "1"]
+    return subprocess.run(
+        command + list(args) + overrides,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_says_which_precision_and_refuses_bf16_without_support(tmp_path):
+    run = _cli(tmp_path)
+    assert run.returncode == 0, run.stderr
+    expected = "bf16" if NATIVE else "fp32"
+    assert f"precision: {expected} (" in run.stdout and "--precision fp32|bf16" in run.stdout
+    refused = _cli(tmp_path / "b", "--precision", "bf16", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert refused.returncode == 2
+    assert "bf16 training refused on this CPU: ONEDNN_MAX_CPU_ISA=AVX2" in refused.stderr
