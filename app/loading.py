@@ -22,7 +22,14 @@ import streamlit as st
 import torch
 
 import dsm_core as dc
-from dsm_core.checkpoint import COMPANION_FILES, CONFIG_FILE, WEIGHTS_FILE, fetch_from_hub
+from dsm_core.checkpoint import (
+    COMPANION_FILES,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelSource,
+    load_model_folder,
+    resolve_source,
+)
 from dsm_core.images import DecodedImage, TiledImage, decode_upload, pixels_to_tensor
 from dsm_core.images import decode_tiles as dsm_decode_tiles
 from dsm_core.packaging import (
@@ -108,30 +115,22 @@ def _folder_stamp(folder: Path) -> tuple:
     return tuple(stamp)
 
 
-def resolve_folder(choice: ModelChoice) -> tuple[Path, str]:
-    """(local folder, kind) of a choice; a Hub repo is fetched (or found in the cache).
-
-    Raises:
-        dsm_core.ModelLoadError: no such folder, repo, revision, or no network.
-    """
-    path = Path(choice.source).expanduser()
-    if path.is_dir():
-        if choice.is_default:
-            return path, "bundled default"
-        bundled = path.resolve().parent == CHECKPOINTS_DIR.resolve()
-        return path, f"bundled {path.resolve().name}" if bundled else "local folder"
-    looks_local = choice.source.startswith((".", "/", "~")) or choice.source.count("/") != 1
-    if path.exists() or looks_local:
-        raise dc.ModelLoadError(f"{choice.source}: no such model folder")
-    return fetch_from_hub(choice.source, choice.revision), "Hugging Face Hub"
+def source_kind(resolved: ModelSource, choice: ModelChoice) -> str:
+    """How the sidebar names where a model came from: bundled, a local folder or the Hub."""
+    if resolved.from_hub:
+        return "Hugging Face Hub"
+    if choice.is_default:
+        return "bundled default"
+    bundled = resolved.folder.resolve().parent == CHECKPOINTS_DIR.resolve()
+    return f"bundled {resolved.folder.resolve().name}" if bundled else "local folder"
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_bundle(source: str, revision: str | None, stamp: tuple) -> ModelBundle:
     choice = ModelChoice(source, revision)
-    folder, kind = resolve_folder(choice)
-    model = dc.load_model(folder)
-    model.source = choice.key
+    resolved = resolve_source(source, revision)
+    folder, kind = resolved.folder, source_kind(resolved, choice)
+    model = load_model_folder(folder, source=choice.key)
     problems = []
     try:
         metrics = read_metrics(folder)

@@ -39,7 +39,8 @@ import dsm_core as dc
 from dsm_core import baselines, units
 from dsm_core.analysis.denoising import denoise
 from dsm_core.analysis.logp import dequantized_nll_bits_per_dim
-from dsm_core.data import dequantize, load_dataset
+from dsm_core.data import load_dataset
+from dsm_core.noise import dequantize
 
 logger = logging.getLogger("bench.baselines")
 

@@ -77,13 +77,13 @@ from dsm_core.analysis import (
 )
 from dsm_core.data import (
     IMAGE_EXTENSIONS,
-    dequantize,
     load_dataset,
     load_natural_photo,
     natural_image_crops,
     photo_crops,
     read_photo_folder,
 )
+from dsm_core.noise import dequantize
 
 DEFAULT_BSDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500" / "test"
 APP_SAMPLE_STEPS = 100  # the "steps" slider's default in app/views/sample.py (a test checks it)

@@ -25,6 +25,7 @@ from dsm_core.analysis.affine import affine_logp_db
 from dsm_core.analysis.logp import nll_bits_per_dim
 from dsm_core.analysis.sparsity import participation_ratio
 from dsm_core.energy import BaseEnergy
+from dsm_core.noise import add_noise
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 """``denoiser(y, t) -> x_hat``: noisy images (B, C, H, W) at noise variance t -> estimates."""
@@ -265,7 +266,7 @@ def noisy_copies(
     out = torch.empty(len(psnr_in_db), *x.shape, dtype=x.dtype)
     for j, psnr_db in enumerate(psnr_in_db):
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        out[j] = x + math.sqrt(units.psnr_db_to_t(float(psnr_db))) * z
+        out[j] = add_noise(x, float(units.psnr_db_to_t(float(psnr_db))), z)
     return out
 
 

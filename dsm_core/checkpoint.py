@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -340,13 +341,15 @@ def load_model_folder(
     device: str | torch.device = "cpu",
     *,
     max_parameters: int = MAX_PARAMETERS,
+    source: str | None = None,
 ):
     """Validate, then rebuild and strictly load the model in a local folder; eval mode, frozen.
 
     Before anything is allocated: the config's values (``read_config``), the companion files'
     sizes, the parameter count the config implies (built on the meta device) and the weights'
     safetensors header (names, shapes, float dtypes). Then the weights are read and must be
-    finite.
+    finite. ``model.source`` is ``source`` (what the user named, e.g. ``owner/name@rev``), or the
+    folder.
 
     Raises:
         ModelLoadError: naming the file, field or tensor at fault.
@@ -370,9 +373,49 @@ def load_model_folder(
     model = model_from_config(config, 0.0 if log_norm_nats is None else log_norm_nats)
     model.load_state_dict(state, strict=True)
     model.metadata = metadata
-    model.source = str(folder)
+    model.source = str(folder) if source is None else source
     model.to(device).eval().requires_grad_(False)
     return model
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model named by the user lives once found.
+
+    Attributes:
+        folder: the local folder holding ``model.safetensors`` + ``config.json``.
+        from_hub: whether it is a Hugging Face Hub snapshot (else a folder the user named).
+        key: the source as the user named it, ``owner/name@revision`` for a Hub revision.
+    """
+
+    folder: Path
+    from_hub: bool
+    key: str
+
+
+def resolve_source(source: str | Path, revision: str | None = None) -> ModelSource:
+    """The one rule for "local folder or Hub id?": an existing folder is used as it is; anything
+    else that looks like ``owner/name`` (one slash, not starting with ``.``, ``/`` or ``~``) is
+    fetched from the Hub (or found in its local cache).
+
+    Args:
+        source: a folder path or a Hub repo id.
+        revision: Hub branch, tag or commit (ignored for folders).
+
+    Returns:
+        The resolved ``ModelSource``.
+
+    Raises:
+        ModelLoadError: no such folder, repository or revision, or no network.
+    """
+    text = str(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return ModelSource(path, False, text)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ModelLoadError(f"{source}: no such model folder")
+    key = f"{text}@{revision}" if revision else text
+    return ModelSource(fetch_from_hub(text, revision), True, key)
 
 
 def fetch_from_hub(repo_id: str, revision: str | None = None) -> Path:
@@ -419,16 +462,14 @@ def load_model(
         device: where to put the parameters.
 
     Returns:
-        An ``EnergyModel`` (or ``ScoreModel``) with frozen parameters and ``.metadata``.
+        An ``EnergyModel`` (or ``ScoreModel``) with frozen parameters, ``.metadata`` and
+        ``.source``.
 
     Raises:
         ModelLoadError: with a message naming what is missing or wrong.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return load_model_folder(path, device)
-    if path.exists() or str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
-        raise ModelLoadError(f"{source}: no such model folder")
-    model = load_model_folder(fetch_from_hub(str(source), revision), device)
-    model.source = f"{source}@{revision}" if revision else str(source)
-    return model
+    resolved = resolve_source(source, revision)
+    # a folder keeps its path as given (expanded); a Hub model its id and revision
+    return load_model_folder(
+        resolved.folder, device, source=resolved.key if resolved.from_hub else None
+    )

@@ -10,45 +10,8 @@ import torch
 from torch import nn
 
 from dsm_core.config import EnergyConfig
+from dsm_core.noise import batch_t, tweedie_denoise
 from dsm_core.unet import UNet
-
-
-def batch_t(t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
-    """Noise variance t as a (B,) tensor of y's dtype and device, checked.
-
-    Every entry point that takes a noise level goes through here.
-
-    Args:
-        t: noise variance per pixel: a number, a 0-d or (B,) tensor, numpy array or list.
-        y: the (already checked) images (B, ...) whose dtype and device t takes.
-
-    Returns:
-        t (B,), y's dtype and device (a (B,) tensor keeps its autograd graph).
-
-    Raises:
-        TypeError: t is not numeric.
-        ValueError: wrong shape, or a value that is negative, NaN or infinite.
-    """
-    batch = y.shape[0]
-    try:
-        t = torch.as_tensor(t, device=y.device)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(
-            f"t: expected a number or a ({batch},) tensor, got {type(t).__name__}"
-        ) from exc
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"t: expected real noise variances, got {t.dtype}")
-    t = t.to(y.dtype)
-    if t.ndim == 0:
-        t = t.expand(batch)
-    elif t.shape != (batch,):
-        raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
-    bad = ~torch.isfinite(t.detach()) | (t.detach() < 0)  # (B,)
-    if bad.any():
-        raise ValueError(
-            f"t (noise variance) must be finite and >= 0, got {t.detach()[bad][:3].tolist()}"
-        )
-    return t
 
 
 def parameter_dtype_device(module: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -66,6 +29,9 @@ class DenoisingModel(nn.Module):
     # The smallest noise variance the model was trained on: an evaluation at t < t_min is made at
     # t_min, so the model is flat and continuous in t below its trained range (0: no floor).
     t_min: float = 0.0
+    # Where it was loaded from: a folder, or a Hub id (``owner/name@revision``); set by
+    # ``checkpoint.load_model_folder``, None for a model built in memory.
+    source: str | None = None
 
     @property
     def d(self) -> int:
@@ -126,10 +92,10 @@ class DenoisingModel(nn.Module):
         raise NotImplementedError
 
     def denoise(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """D(y, t) = y - t grad_y U(y, t), the estimate of E[x | y] (B, *image_shape)."""
+        """D(y, t) = y - t grad_y U(y, t), the estimate of E[x | y] (B, *image_shape) (eq. 37)."""
         y = self.check_images(y)
         t = batch_t(t, y)
-        return y - t.view(-1, *([1] * (y.ndim - 1))) * self.grad_y(y, t)
+        return tweedie_denoise(y, t, self.grad_y(y, t))
 
 
 class BaseEnergy(DenoisingModel):

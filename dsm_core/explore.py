@@ -6,7 +6,6 @@ set), ``logp_gradient`` (the score grad_x log p as an image), ``denoising_exampl
 draw and the model's denoised estimate with both PSNRs).
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ from dsm_core.analysis._common import check_images, chunks, model_device
 from dsm_core.analysis.denoising import denoise
 from dsm_core.analysis.logp import energy_nats, percentile_of
 from dsm_core.energy import BaseEnergy, DenoisingModel
+from dsm_core.noise import add_noise
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def denoising_example(
     x = check_images(model, x)
     t = float(units.psnr_db_to_t(float(psnr_db)))
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    noisy = x + math.sqrt(t) * z
+    noisy = add_noise(x, t, z)
     denoised = denoise(model, noisy, t)
 
     def psnr(estimate: torch.Tensor) -> np.ndarray:

@@ -35,11 +35,11 @@ from dsm_core.config import (
     from_dict,
     to_dict,
 )
-from dsm_core.data import ImageDataset, dequantize, iterate_batches, load_dataset
+from dsm_core.data import ImageDataset, iterate_batches, load_dataset
 from dsm_core.energy import BaseEnergy, DenoisingModel, model_from_config
 from dsm_core.evaluation import evaluate_during_training
 from dsm_core.losses import score_matching_terms
-from dsm_core.noise import add_noise, sample_t
+from dsm_core.noise import add_noise, dequantize, sample_t
 from dsm_core.normalization import LogNormEstimate, estimate_log_norm
 from dsm_core.precision import resolve_precision
 from dsm_core.presets import preset_config

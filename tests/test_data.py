@@ -657,13 +657,3 @@ def test_load_dataset_names() -> None:
     assert float(digits.batch([0]).max()) <= 1.0
     natural = D.load_dataset("natural", "test", resolution=8, grayscale=True, num_crops=8)
     assert natural.image_shape == (1, 8, 8) and len(natural) == 8
-
-
-def test_dequantize_fills_each_level_bin_uniformly():
-    levels = torch.tensor([0, 1, 127, 255]).repeat(20_000, 1)  # (20000, 4)
-    x = D.dequantize(levels, torch.Generator().manual_seed(0))
-    assert x.dtype == torch.float32 and x.shape == levels.shape
-    assert (x >= levels / 256).all() and (x < (levels + 1) / 256).all()
-    within = x * 256 - levels  # u, uniform on [0, 1)
-    torch.testing.assert_close(within.mean(0), torch.full((4,), 0.5), rtol=0, atol=0.01)
-    torch.testing.assert_close(within.var(0), torch.full((4,), 1 / 12), rtol=0, atol=0.003)

@@ -15,7 +15,6 @@ from dsm_core import units
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.data import load_dataset
 from dsm_core.evaluation import (
-    RELEASE_PSNR_GRID_DB,
     evaluate_during_training,
     evaluate_model,
     nll_with_fresh_log_norm,
@@ -31,12 +30,6 @@ API_KEYS = {
     "num_images",
     "psnr_db",
 }
-
-
-def test_release_grid():
-    assert len(RELEASE_PSNR_GRID_DB) == 17
-    assert RELEASE_PSNR_GRID_DB[0] == -30 and RELEASE_PSNR_GRID_DB[-1] == 90
-    assert RELEASE_PSNR_GRID_DB[1] == -22.5
 
 
 def test_denoising_psnr_of_the_exact_gaussian(gaussian_oracle, generator):

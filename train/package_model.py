@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dsm_core as dc  # noqa: E402
-from dsm_core.checkpoint import fetch_from_hub  # noqa: E402
+from dsm_core.checkpoint import load_model_folder, resolve_source  # noqa: E402
 from dsm_core.data import load_dataset  # noqa: E402
 from dsm_core.packaging import DEFAULT_NUM_SAMPLE_IMAGES, package_model  # noqa: E402
 
@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         dc.save_model(model, out)
         provisional = True
     else:
-        path = Path(args.model).expanduser()
-        source_folder = path if path.is_dir() else fetch_from_hub(args.model, args.revision)
-        model = dc.load_model(source_folder)
+        resolved = resolve_source(args.model, args.revision)
+        source_folder = resolved.folder
+        model = load_model_folder(source_folder, source=resolved.key)
         provisional = args.provisional
     c, h, _ = model.image_shape
     kwargs = {"num_crops": args.num_images, "seed": args.seed} if args.data == "natural" else {}

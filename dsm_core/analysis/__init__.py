@@ -16,7 +16,6 @@ from dsm_core.analysis.ascent import (
 from dsm_core.analysis.cost import sampling_score_evaluations, seconds_per_score_evaluation
 from dsm_core.analysis.denoising import (
     DenoisingResult,
-    default_psnr_grid,
     denoise,
     denoising_psnr,
 )
@@ -73,7 +72,7 @@ from dsm_core.analysis.logp import (
     nll_bits_per_dim,
     percentile_of,
 )
-from dsm_core.analysis.sampling import SamplingStep, iter_samples, noise_schedule, sample
+from dsm_core.analysis.sampling import SamplingStep, iter_samples, sample
 from dsm_core.analysis.sparsity import haar_coefficients, participation_ratio
 from dsm_core.analysis.tiles import LogpMap, logp_map, tile_tensor
 
@@ -110,7 +109,6 @@ __all__ = [
     "contrast_finding",
     "contrast_slice_logp_db",
     "convergence_finding",
-    "default_psnr_grid",
     "default_step_size",
     "denoise",
     "denoising_psnr",
@@ -135,7 +133,6 @@ __all__ = [
     "mse_nll_nats",
     "nll_bits_per_dim",
     "noise_level_figure",
-    "noise_schedule",
     "ode_nll_nats",
     "one_shot_check",
     "one_shot_spread",

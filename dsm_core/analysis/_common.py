@@ -44,14 +44,6 @@ def lowest_t(model: DenoisingModel, t_min: float | None, default: float) -> floa
     return model.t_min if model.t_min > 0 else default
 
 
-def as_t_grid(ts: torch.Tensor | list[float] | float) -> torch.Tensor:
-    """Noise variances as a 1-D float64 CPU tensor (T,); ValueError unless all finite and >= 0."""
-    ts = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).cpu()
-    if not (torch.isfinite(ts) & (ts >= 0)).all():
-        raise ValueError(f"noise variances t must be finite and >= 0, got {ts.tolist()[:5]}")
-    return ts
-
-
 def randn(
     shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
 ) -> torch.Tensor:

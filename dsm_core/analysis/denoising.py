@@ -1,6 +1,5 @@
 """Denoising with the Miyasawa-Tweedie denoiser D(y, t) and its PSNR per noise level (Table 1)."""
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -15,11 +14,7 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import DenoisingModel
-
-
-def default_psnr_grid() -> torch.Tensor:
-    """Table 1's input PSNRs: ``linspace(-30, 90, 17)`` dB (the table shows every other one)."""
-    return torch.linspace(-30.0, 90.0, 17, dtype=torch.float64)
+from dsm_core.noise import PSNR_GRID_DB, add_noise, batch_t
 
 
 @dataclass(frozen=True)
@@ -56,10 +51,7 @@ def denoise(
     """
     y = check_images(model, y, "y")
     device = model_device(model, device)
-    t = torch.as_tensor(t, dtype=y.dtype)
-    t = t.expand(y.shape[0]) if t.ndim == 0 else t
-    if t.shape != (y.shape[0],):
-        raise ValueError(f"t must be a scalar or ({y.shape[0]},), got {tuple(t.shape)}")
+    t = batch_t(t, y)  # (B,), checked
     out = []
     for rows in chunks(y.shape[0], batch_size_for(model.d, batch_size)):
         out.append(model.denoise(y[rows].to(device), t[rows].to(device)).detach().cpu())
@@ -84,7 +76,7 @@ def denoising_psnr(
     Args:
         model: an energy or score model.
         x: clean images (B, *image_shape) in [0, 1].
-        psnr_in_db: input PSNRs (L,), default ``linspace(-30, 90, 17)``.
+        psnr_in_db: input PSNRs (L,), default ``noise.PSNR_GRID_DB`` (Table 1's grid).
         generator: source of the noise (CPU): for each level, one draw per image in order.
         batch_size: images per forward/backward pass (default:
             ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
@@ -95,7 +87,7 @@ def denoising_psnr(
         A ``DenoisingResult`` (float64, CPU).
     """
     x = check_images(model, x)
-    psnr = default_psnr_grid() if psnr_in_db is None else psnr_in_db
+    psnr = PSNR_GRID_DB if psnr_in_db is None else psnr_in_db
     psnr = torch.as_tensor(psnr, dtype=torch.float64).reshape(-1)
     ts = units.psnr_db_to_t(psnr)
     per_image = torch.empty(len(ts), x.shape[0], dtype=torch.float64)
@@ -105,7 +97,7 @@ def denoising_psnr(
             xb = x[rows]
             # one draw per image, so the noise does not depend on batch_size
             z = torch.cat([randn((1, *x.shape[1:]), generator, x.dtype) for _ in range(len(xb))])
-            y = (xb + math.sqrt(t) * z).to(device)
+            y = add_noise(xb, t, z).to(device)
             tb = torch.full((len(xb),), t, dtype=x.dtype, device=device)
             denoised = model.denoise(y, tb).detach().cpu()
             per_image[j, rows] = (denoised.double() - xb.double()).flatten(1).square().mean(dim=1)

@@ -25,13 +25,13 @@ import torch
 from dsm_core import units
 from dsm_core.analysis._common import (
     Progress,
-    as_t_grid,
     batch_size_for,
     check_images,
     model_device,
     randn,
 )
 from dsm_core.energy import BaseEnergy, DenoisingModel
+from dsm_core.noise import add_noise, as_t_grid
 
 DEFAULT_NUM_NOISE = 100
 
@@ -176,7 +176,7 @@ def dimensionality_curves(
             xb, zb = xb.to(device), zb.to(device)
             n = xb.shape[0]
             tb = torch.full((n,), t, dtype=xb.dtype, device=device)
-            y = xb + math.sqrt(t) * zb
+            y = add_noise(xb, t, zb)
             if has_energy:
                 e, grad_y, grad_t = model.energy_and_scores(y, tb)
             else:
@@ -267,7 +267,7 @@ def effective_energy_nats(
             for idx, xb, zb in _row_batches(
                 x, num_noise, batch_size_for(model.d, batch_size), generator
             ):
-                y = xb.to(device) + math.sqrt(t) * zb.to(device)
+                y = add_noise(xb.to(device), t, zb.to(device))
                 e = model.energy(y, torch.full((y.shape[0],), t, dtype=y.dtype, device=device))
                 total.index_add_(0, idx, e.double().cpu())
         out[:, j] = total / num_noise

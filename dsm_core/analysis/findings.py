@@ -26,7 +26,7 @@ import torch
 from scipy import stats
 
 from dsm_core import units
-from dsm_core.analysis._common import Progress, as_t_grid, check_images
+from dsm_core.analysis._common import Progress, check_images
 from dsm_core.analysis.affine import contrast_slice_logp_db
 from dsm_core.analysis.dimensionality import dimensionality_curves
 from dsm_core.analysis.estimators import ode_nll_nats
@@ -35,6 +35,7 @@ from dsm_core.analysis.interpolation import Interpolation
 from dsm_core.analysis.logp import logp_db, percentile_of
 from dsm_core.baselines import total_variation
 from dsm_core.energy import BaseEnergy
+from dsm_core.noise import as_t_grid
 
 KS_LEVEL = 0.05  # significance level of the Kolmogorov-Smirnov test of the Gumbel fit
 # Fig. 12: "for low-probability images, [interpolation] leads to a slight increase". A pair counts

@@ -5,13 +5,12 @@ import torch
 from dsm_core import units
 from dsm_core.analysis._common import (
     Progress,
-    as_t_grid,
     batch_size_for,
     check_images,
     model_device,
 )
-from dsm_core.data import dequantize
-from dsm_core.energy import BaseEnergy, batch_t
+from dsm_core.energy import BaseEnergy
+from dsm_core.noise import as_t_grid, batch_t, dequantize
 
 
 def energy_nats(

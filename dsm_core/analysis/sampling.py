@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
 from dsm_core.analysis._common import (
@@ -33,6 +32,7 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import DenoisingModel
+from dsm_core.noise import add_noise, noise_schedule, tweedie_denoise
 
 Method = Literal["reverse_sde", "langevin", "ode"]
 
@@ -47,16 +47,6 @@ class SamplingStep:
     total: int
     t: float
     images: torch.Tensor
-
-
-def noise_schedule(t_max: float, t_min: float, num_levels: int) -> np.ndarray:
-    """Geometric noise variances from t_max down to t_min, (num_levels,) float64 (the log-uniform
-    training range of paper C.2, walked downward)."""
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
-    if num_levels < 2:
-        raise ValueError(f"need at least 2 levels, got {num_levels}")
-    return np.geomspace(t_max, t_min, num_levels)
 
 
 def _grad(model: DenoisingModel, x: torch.Tensor, t: float, batch_size: int | None) -> torch.Tensor:
@@ -126,8 +116,8 @@ def iter_samples(
     t_min = lowest_t(model, t_min, 1e-6)
     ts = noise_schedule(t_max, t_min, num_steps + 1)
     if x_init is None:
-        x = torch.as_tensor(init_mean, dtype=dtype) + math.sqrt(t_max) * randn(
-            shape, generator, dtype
+        x = add_noise(
+            torch.as_tensor(init_mean, dtype=dtype), t_max, randn(shape, generator, dtype)
         )
     else:
         if tuple(x_init.shape) != shape:
@@ -174,7 +164,7 @@ def iter_samples(
             if item is not None:
                 yield item
     if denoise_final:
-        x = x - t_min * _grad(model, x, t_min, batch_size)
+        x = tweedie_denoise(x, t_min, _grad(model, x, t_min, batch_size))
         step += 1
         yield SamplingStep(step, total, 0.0, x.cpu().clone())
 

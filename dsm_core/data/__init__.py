@@ -3,7 +3,6 @@
 from dsm_core.data.dataset import (
     ImageDataset,
     center_crop_box,
-    dequantize,
     random_flips,
     random_horizontal_flip,
     resize_images,
@@ -54,7 +53,6 @@ __all__ = [
     "BatchSampler",
     "ImageDataset",
     "center_crop_box",
-    "dequantize",
     "is_cifar_folder",
     "is_imagenet64_folder",
     "iterate_batches",

@@ -74,27 +74,6 @@ def random_horizontal_flip(x: torch.Tensor, generator: torch.Generator) -> torch
     return torch.where(flips[:, None, None, None], x.flip(-1), x)
 
 
-def dequantize(
-    levels: torch.Tensor, generator: torch.Generator | None = None, bits: int = 8
-) -> torch.Tensor:
-    """Uniform dequantization: level k becomes ``(k + u) / 2**bits``, u ~ U[0, 1) per value.
-
-    Level k owns the bin ``[k, k + 1) / 2**bits`` of [0, 1]; a density trained on such values
-    gives every bin a probability, so its likelihood of the quantized data is well defined
-    (``dsm_core.analysis.dequantized_nll_bits_per_dim``).
-
-    Args:
-        levels: integer levels in [0, 2**bits) of any shape, integer or float dtype.
-        generator: the source of u, on the device of ``levels`` (None: torch's global one).
-        bits: bits per value.
-
-    Returns:
-        float32 values in [0, 1), same shape and device.
-    """
-    u = torch.rand(levels.shape, generator=generator, device=levels.device)
-    return (levels.to(torch.float32) + u) / 2**bits
-
-
 def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
     """The (left, upper, right, lower) box of a centred ``size`` x ``size`` square."""
     left = (width - size) // 2

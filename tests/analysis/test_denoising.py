@@ -5,12 +5,7 @@ import math
 import torch
 
 import dsm_core as dc
-from dsm_core.analysis import default_psnr_grid, denoise
-
-
-def test_default_grid_is_table_1():
-    grid = default_psnr_grid()
-    assert grid.shape == (17,) and grid[0] == -30 and grid[-1] == 90 and grid[1] - grid[0] == 7.5
+from dsm_core.analysis import denoise
 
 
 def test_optimal_denoiser_mse_matches_closed_form(gaussian_oracle, generator):
