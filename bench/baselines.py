@@ -24,7 +24,6 @@ Examples:
 """
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -39,6 +38,7 @@ import dsm_core as dc
 from dsm_core import baselines, units
 from dsm_core.analysis.denoising import denoise
 from dsm_core.analysis.logp import dequantized_nll_bits_per_dim
+from dsm_core.checkpoint import write_json
 from dsm_core.data import load_dataset
 from dsm_core.noise import dequantize
 
@@ -142,19 +142,6 @@ class Timer:
         yield
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
         logger.info("%s: %.1f s", name, self.seconds[name])
-
-
-def json_safe(value):
-    """NaN/inf -> None and numpy scalars -> Python, recursively, for strict JSON."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:
@@ -636,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args)
     results["seconds"]["total"] = time.perf_counter() - start
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    write_json(args.out, results)
     print(format_table(results))
     print()
     print(format_qualitative(results))

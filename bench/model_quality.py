@@ -54,7 +54,6 @@ Examples:
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -75,6 +74,7 @@ from dsm_core.analysis import (
     default_step_size,
     dequantized_nll_bits_per_dim,
 )
+from dsm_core.checkpoint import write_json
 from dsm_core.data import (
     IMAGE_EXTENSIONS,
     load_dataset,
@@ -958,10 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     results["wall_seconds"] = wall
     if args.json:
-        from baselines import json_safe
-
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(json_safe(results), indent=2) + "\n")
+        write_json(args.json, results)
         print(f"wrote {args.json}")
     print(f"before the run: {load_before}")
     print(f"after the run:  {load_note(warn=False)}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -82,6 +83,29 @@ def write_atomic(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_safe(value: Any) -> Any:
+    """A document for strict JSON: NaN/inf -> None, numpy scalars -> Python, keys -> str."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, document: Any) -> None:
+    """Write ``document`` as strict, indented JSON (``json_safe``), atomically.
+
+    Raises:
+        TypeError: a value JSON cannot hold (after ``json_safe``).
+    """
+    text = json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
+    write_atomic(Path(path), lambda p: p.write_text(text))
 
 
 def model_config_dict(model: EnergyModel | ScoreModel, metadata: dict | None = None) -> dict:

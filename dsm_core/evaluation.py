@@ -1,9 +1,9 @@
-"""Evaluation of a model on held-out images: losses, denoising PSNR per noise level, NLL and log p.
+"""Evaluation of a model on held-out images, composed from the analyses: losses, NLL, log p.
 
 The procedures follow the release (reference-spec §2.5, §4.1-4.4): denoising PSNR on the input
-PSNR grid ``linspace(-30, 90, 17)`` as the PSNR of the mean MSE over images, the time-score term at
-the same levels, the loss at random t, and the discrete NLL in bits/dim (+8) with K re-estimated at
-t_max on the same held-out images.
+PSNR grid ``noise.PSNR_GRID_DB`` with the time-score term at the same levels
+(``analysis.denoising_psnr``), the loss at random t, and the discrete NLL in bits/dim (+8) with K
+re-estimated at t_max on the same held-out images.
 """
 
 import math
@@ -15,116 +15,19 @@ import numpy as np
 import torch
 
 from dsm_core import units
+from dsm_core.analysis._common import model_device
+from dsm_core.analysis.denoising import DenoisingResult, denoising_psnr
 from dsm_core.analysis.gumbel import GumbelFit, fit_gumbel
 from dsm_core.analysis.logp import dequantized_nll_bits_per_dim, energy_nats
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel
 from dsm_core.losses import score_matching_terms
-from dsm_core.noise import add_noise, sample_t
+from dsm_core.noise import PSNR_GRID_DB, add_noise, sample_t
 from dsm_core.normalization import estimate_log_norm
-
-# The release's evaluation grid of input PSNRs (dB): -30, -22.5, ..., 90 (t = 1e3 ... 1e-9).
-RELEASE_PSNR_GRID_DB: tuple[float, ...] = tuple(float(v) for v in np.linspace(-30.0, 90.0, 17))
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     return None if seed is None else torch.Generator(device=device).manual_seed(seed)
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _psnr_key(psnr_db: float) -> str:
-    """JSON key of an input PSNR: '-30', '-22.5', ..., '90'."""
-    return f"{psnr_db:g}"
-
-
-@dataclass(frozen=True)
-class NoiseLevelMetrics:
-    """Denoising quality and time-score error at fixed input PSNRs, averaged over images.
-
-    Attributes:
-        psnr_in_db: input PSNRs (L,), ``-10 log10 t``.
-        psnr_out_db: PSNR of the denoiser ``D(y, t) = y - t grad_y`` (L,), computed from the mean
-            per-pixel MSE over images (PSNR of the mean MSE, as in the release's Table 1).
-        mse: that mean per-pixel MSE (L,).
-        time_loss: mean time-score term ``(target/2 - t grad_t / d)^2`` (L,), None for score models.
-    """
-
-    psnr_in_db: tuple[float, ...]
-    psnr_out_db: tuple[float, ...]
-    mse: tuple[float, ...]
-    time_loss: tuple[float, ...] | None
-
-    def psnr_table(self) -> dict[str, float]:
-        """{input PSNR (JSON key): output PSNR}, both in dB."""
-        return {_psnr_key(a): b for a, b in zip(self.psnr_in_db, self.psnr_out_db, strict=True)}
-
-    def time_loss_table(self) -> dict[str, float] | None:
-        """{input PSNR (JSON key): mean time-score term}, or None."""
-        if self.time_loss is None:
-            return None
-        return {_psnr_key(a): b for a, b in zip(self.psnr_in_db, self.time_loss, strict=True)}
-
-
-def noise_level_metrics(
-    model: DenoisingModel,
-    x: torch.Tensor,
-    psnr_grid_db: tuple[float, ...] = RELEASE_PSNR_GRID_DB,
-    *,
-    seed: int | None = 0,
-    batch_size: int = 64,
-) -> NoiseLevelMetrics:
-    """Denoising PSNR and time-score error of a model at each input PSNR of a grid.
-
-    One noise draw per image and level; the noise depends only on ``seed``, so successive
-    evaluations during training see the same noisy images.
-
-    Args:
-        model: an energy model (both metrics) or a score model (denoising only).
-        x: clean images (N, C, H, W) in [0, 1], on any device.
-        psnr_grid_db: input PSNRs in dB (t = 10^(-psnr/10)).
-        seed: seed of the noise draws (None: torch's global generator).
-        batch_size: images per autograd call.
-
-    Returns:
-        Per-level means over the N images.
-    """
-    x = model.check_images(x, "x", move=False)
-    device = _model_device(model)
-    generator = _generator(seed, device)
-    d = model.d
-    is_energy = isinstance(model, BaseEnergy)
-    mses, time_losses = [], []
-    for psnr_db in psnr_grid_db:
-        t_value = float(units.psnr_db_to_t(float(psnr_db)))
-        sq_err_sum, time_sum = 0.0, 0.0
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size].to(device)
-            t = torch.full((xb.shape[0],), t_value, device=device, dtype=xb.dtype)  # (B,)
-            z = torch.randn(xb.shape, generator=generator, device=device, dtype=xb.dtype)
-            y = add_noise(xb, t, z)
-            t4 = t.view(-1, 1, 1, 1)
-            if is_energy:
-                _, grad_y, grad_t = model.energy_and_scores(y, t)
-                target = 1.0 - (y - xb).square().flatten(1).sum(dim=1) / (d * t)  # (B,)
-                time_sum += (0.5 * target - t * grad_t / d).square().double().sum().item()
-            else:
-                grad_y = model.grad_y(y, t)
-            denoised = y - t4 * grad_y  # (B, C, H, W)
-            sq_err_sum += (denoised - xb).double().square().sum().item()
-        mses.append(sq_err_sum / (x.shape[0] * d))
-        time_losses.append(time_sum / x.shape[0])
-    return NoiseLevelMetrics(
-        psnr_in_db=tuple(float(p) for p in psnr_grid_db),
-        psnr_out_db=tuple(float(units.mse_to_psnr_db(m)) if m > 0 else math.inf for m in mses),
-        mse=tuple(mses),
-        time_loss=tuple(time_losses) if is_energy else None,
-    )
 
 
 def random_t_loss(
@@ -150,7 +53,7 @@ def random_t_loss(
         {"loss", "space_loss", "time_loss"}: means over images (time_loss is NaN without a time
         term, e.g. for score models).
     """
-    device = _model_device(model)
+    device = model_device(model, None)
     generator = _generator(seed, device)
     totals = {"loss": 0.0, "space_loss": 0.0, "time_loss": 0.0}
     has_time = False
@@ -200,7 +103,7 @@ def nll_with_fresh_log_norm(
     Returns:
         ``8 + mean U(x, 0) / (d ln 2)`` with the new K, and that K with its standard error.
     """
-    device = _model_device(model)
+    device = model_device(model, None)
     estimate = estimate_log_norm(
         model, x.to(device), t_max, batch_size=batch_size, generator=_generator(seed, device)
     )
@@ -221,7 +124,7 @@ def evaluate_during_training(
     *,
     seed: int = 0,
     batch_size: int = 64,
-    psnr_grid_db: tuple[float, ...] = RELEASE_PSNR_GRID_DB,
+    psnr_grid_db: tuple[float, ...] = PSNR_GRID_DB,
 ) -> dict:
     """Everything the training loop logs about held-out images, as a JSON-able dict.
 
@@ -235,7 +138,14 @@ def evaluate_during_training(
         result: dict = dict(
             random_t_loss(model, x, noise_cfg, loss_cfg, seed=seed, batch_size=batch_size)
         )
-        levels = noise_level_metrics(model, x, psnr_grid_db, seed=seed + 1, batch_size=batch_size)
+        levels = denoising_psnr(
+            model,
+            x,
+            psnr_grid_db,
+            time_loss=True,
+            generator=torch.Generator().manual_seed(seed + 1),
+            batch_size=batch_size,
+        )
         result["psnr_out_db"] = levels.psnr_table()
         if levels.time_loss is not None:
             result["time_loss_by_psnr"] = levels.time_loss_table()
@@ -261,7 +171,8 @@ class ModelEvaluation:
         nll_bits_per_dim: discrete NLL, ``8 - mean log p`` in bits/dim.
         entropy_db: ``-mean log p`` in dB/dim (the cross-entropy estimate of the entropy).
         gumbel: Gumbel fit of logp_db (``dsm_core.analysis.fit_gumbel``), or None for < 2 images.
-        levels: denoising PSNR and time-score error per input PSNR, or None when skipped.
+        levels: denoising PSNR and time-score term per input PSNR (``denoising_psnr``), or None
+            when skipped.
         log_norm_nats: the model's K.
         nll_bits_per_dim_dequantized: mean uniform-dequantization bound on the 8-bit NLL
             (``dequantized_nll_bits_per_dim``, one draw per image), or None when the images are
@@ -273,7 +184,7 @@ class ModelEvaluation:
     nll_bits_per_dim: float
     entropy_db: float
     gumbel: GumbelFit | None
-    levels: NoiseLevelMetrics | None
+    levels: DenoisingResult | None
     log_norm_nats: float
     nll_bits_per_dim_dequantized: float | None = None
     extra: dict = field(default_factory=dict)
@@ -325,7 +236,7 @@ def evaluate_model(
     images: torch.Tensor | ImageSource,
     indices: np.ndarray | None = None,
     *,
-    psnr_grid_db: tuple[float, ...] | None = RELEASE_PSNR_GRID_DB,
+    psnr_grid_db: tuple[float, ...] | None = PSNR_GRID_DB,
     psnr_num_images: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
@@ -359,7 +270,14 @@ def evaluate_model(
     if psnr_grid_db is not None:
         first = indices if psnr_num_images is None else indices[:psnr_num_images]
         x = _read(images, first)
-        levels = noise_level_metrics(model, x, psnr_grid_db, seed=seed, batch_size=batch_size)
+        levels = denoising_psnr(
+            model,
+            x,
+            psnr_grid_db,
+            time_loss=True,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=batch_size,
+        )
     if not isinstance(model, BaseEnergy):
         nan = np.full(n, np.nan)
         return ModelEvaluation(nan, indices, math.nan, math.nan, None, levels, math.nan)

@@ -27,6 +27,24 @@ class LossTerms:
         return self.space + cfg.time_weight * self.time
 
 
+def time_score_term(
+    noise: torch.Tensor, t: torch.Tensor, grad_t: torch.Tensor, d: int
+) -> torch.Tensor:
+    """The (t/d)^2-weighted time score matching term per sample (paper eq. 5).
+
+    Args:
+        noise: ``y - x = sqrt(t) z`` (B, ...).
+        t: noise variance per image (B,).
+        grad_t: dU/dt at (y, t) (B,).
+        d: dimension of one image.
+
+    Returns:
+        ``(target/2 - t grad_t / d)^2`` with ``target = 1 - |y - x|^2 / (d t)``, (B,).
+    """
+    target = 1.0 - noise.square().flatten(1).sum(dim=1) / (d * t)  # (B,)
+    return (0.5 * target - t * grad_t / d).square()
+
+
 def score_matching_terms(
     model: DenoisingModel, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, cfg: LossConfig
 ) -> LossTerms:
@@ -52,8 +70,5 @@ def score_matching_terms(
         _, grad_y, grad_t = model._energy_and_grads(y, t, create_graph=True, with_grad_t=wants_time)
     # (sqrt(t) grad_y - noise / sqrt(t)) = (t grad_y - noise) / sqrt(t) = (x - D) / sqrt(t)
     space = (t4 * grad_y - noise).square().flatten(1).sum(dim=1) / (d * t)  # (B,)
-    time = None
-    if wants_time:
-        target = 1.0 - noise.square().flatten(1).sum(dim=1) / (d * t)  # (B,)
-        time = (0.5 * target - t * grad_t / d).square()  # (B,)
+    time = time_score_term(noise, t, grad_t, d) if wants_time else None
     return LossTerms(space=space, time=time)

@@ -15,9 +15,7 @@ A packaged model folder (API.md, "Files") holds, beside ``model.safetensors`` + 
 to); the readers refuse malformed files with a message naming the file and the problem.
 """
 
-import json
 import logging
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +30,15 @@ from dsm_core.analysis.denoising import denoising_psnr
 from dsm_core.analysis.gumbel import fit_gumbel
 from dsm_core.analysis.logp import dequantized_nll_bits_per_dim
 from dsm_core.analysis.logp import logp_db as model_logp_db
-from dsm_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_json_object, write_atomic
+from dsm_core.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    read_json_object,
+    write_atomic,
+    write_json,
+)
 from dsm_core.energy import BaseEnergy
+from dsm_core.noise import PSNR_GRID_DB
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,8 @@ TEST_IMAGES_FILE = "test_images.npz"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 DEFAULT_NUM_SAMPLE_IMAGES = 512
-PACKAGE_PSNR_GRID_DB = (-30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 60.0)
+# every other level of the one grid, from -30 to 60 dB
+PACKAGE_PSNR_GRID_DB = PSNR_GRID_DB[:13:2]
 RankKind = Literal["highest", "lowest", "even"]
 
 
@@ -297,16 +303,6 @@ def model_card(
     return "\n".join(lines)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class PackageResult:
     """What ``package_model`` wrote: paths, and whether metrics/card were (re)written."""
@@ -418,16 +414,12 @@ def package_model(
         table = denoising_psnr(
             model, x, list(PACKAGE_PSNR_GRID_DB), generator=generator, batch_size=batch_size
         )
-        metrics["psnr_db"] = {
-            f"{p:g}": float(q)
-            for p, q in zip(table.psnr_in_db.tolist(), table.psnr_out_db.tolist(), strict=True)
-        }
+        metrics["psnr_db"] = table.psnr_table()
     if provisional:
         metrics["provisional"] = True
     wrote_metrics = force or not (out / METRICS_FILE).exists()
     if wrote_metrics:
-        text = json.dumps(_json_safe(metrics), indent=2) + "\n"
-        write_atomic(out / METRICS_FILE, lambda p: p.write_text(text))
+        write_json(out / METRICS_FILE, metrics)
     else:
         log.info("%s exists; not overwritten (use force)", out / METRICS_FILE)
     wrote_card = force or not (out / CARD_FILE).exists()

@@ -18,7 +18,6 @@ from dsm_core.evaluation import (
     evaluate_during_training,
     evaluate_model,
     nll_with_fresh_log_norm,
-    noise_level_metrics,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,24 +29,6 @@ API_KEYS = {
     "num_images",
     "psnr_db",
 }
-
-
-def test_denoising_psnr_of_the_exact_gaussian(gaussian_oracle, generator):
-    """The exact model's denoiser has per-pixel MSE mean_i(lam_i t / (lam_i + t))."""
-    x = gaussian_oracle.sample(4000, generator).float()
-    psnr_in = (0.0, 10.0, 20.0)
-    metrics = noise_level_metrics(gaussian_oracle.float(), x, psnr_in, seed=0, batch_size=1000)
-    lam = gaussian_oracle.eigenvalues.double()
-    for psnr, mse in zip(psnr_in, metrics.mse, strict=True):
-        t = units.psnr_db_to_t(psnr)
-        expected = (lam * t / (lam + t)).mean().item()
-        assert mse == pytest.approx(expected, rel=0.05)
-    assert metrics.psnr_table()["10"] == pytest.approx(units.mse_to_psnr_db(metrics.mse[1]))
-    # With the exact time score the time term is the conditional variance of (1 - |z|^2/d)/2
-    # given y, at most its unconditional variance 1/(2d).
-    d = gaussian_oracle.d
-    for value in metrics.time_loss:
-        assert 0 < value < 0.6 / d
 
 
 def test_fresh_log_norm_of_a_normalised_gaussian(gaussian_oracle, generator):

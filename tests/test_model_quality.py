@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import dsm_core as dc
+from dsm_core.checkpoint import json_safe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,11 +197,6 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     assert results["figures"]["bsds"]["distribution"]["num_scenes"] == 2
     met, total = results["bars_met"]
     assert total == 13 and 0 <= met <= 11
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from baselines import json_safe
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
     json.dumps(json_safe(results), allow_nan=False)  # everything is JSON-writable
     # a missing BSDS folder: its six bars are in M but not evaluated
     args.bsds_dir = str(tmp_path / "absent")

@@ -10,7 +10,6 @@ Example:
 """
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -23,20 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dsm_core.checkpoint import load_model  # noqa: E402
+from dsm_core.checkpoint import load_model, write_json  # noqa: E402
 from dsm_core.data import load_dataset  # noqa: E402
-from dsm_core.evaluation import RELEASE_PSNR_GRID_DB, ModelEvaluation, evaluate_model  # noqa: E402
-
-
-def json_safe(value):
-    """NaN/inf -> None, recursively, so metrics.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+from dsm_core.evaluation import ModelEvaluation, evaluate_model  # noqa: E402
+from dsm_core.noise import PSNR_GRID_DB  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         model,
         dataset,
         indices,
-        psnr_grid_db=RELEASE_PSNR_GRID_DB if psnr_images > 0 else None,
+        psnr_grid_db=PSNR_GRID_DB if psnr_images > 0 else None,
         psnr_num_images=psnr_images,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -212,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         logp_db=evaluation.logp_db.astype(np.float64),
         indices=evaluation.indices.astype(np.int64),
     )
-    metrics = json_safe(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    write_json(out / "metrics.json", metrics)
 
     figures = []
     finite = np.isfinite(evaluation.logp_db)

@@ -1,5 +1,6 @@
 """Denoising with the Miyasawa-Tweedie denoiser D(y, t) and its PSNR per noise level (Table 1)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,8 +14,14 @@ from dsm_core.analysis._common import (
     model_device,
     randn,
 )
-from dsm_core.energy import DenoisingModel
-from dsm_core.noise import PSNR_GRID_DB, add_noise, batch_t
+from dsm_core.energy import BaseEnergy, DenoisingModel
+from dsm_core.losses import time_score_term
+from dsm_core.noise import PSNR_GRID_DB, add_noise, batch_t, tweedie_denoise
+
+
+def psnr_key(psnr_db: float) -> str:
+    """JSON key of an input PSNR in metrics.json and the training log: '-30', '-22.5', ..., '90'."""
+    return f"{psnr_db:g}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class DenoisingResult:
         mse: per-pixel MSE of D(y, t) averaged over images (L,).
         psnr_out_db: PSNR of that mean MSE (L,) (Table 1: PSNR of the mean, not mean of PSNRs).
         mse_per_image: per-pixel MSE of each image (L, B).
+        time_loss: mean time-score term (``losses.time_score_term``, paper eq. 5) per level (L,),
+            or None (not asked for, or a score model).
     """
 
     psnr_in_db: torch.Tensor
@@ -34,6 +43,19 @@ class DenoisingResult:
     mse: torch.Tensor
     psnr_out_db: torch.Tensor
     mse_per_image: torch.Tensor
+    time_loss: torch.Tensor | None = None
+
+    def psnr_table(self) -> dict[str, float]:
+        """{input PSNR (``psnr_key``): output PSNR}, both in dB: metrics.json's ``psnr_db``."""
+        pairs = zip(self.psnr_in_db.tolist(), self.psnr_out_db.tolist(), strict=True)
+        return {psnr_key(a): float(b) for a, b in pairs}
+
+    def time_loss_table(self) -> dict[str, float] | None:
+        """{input PSNR (``psnr_key``): mean time-score term}, or None."""
+        if self.time_loss is None:
+            return None
+        pairs = zip(self.psnr_in_db.tolist(), self.time_loss.tolist(), strict=True)
+        return {psnr_key(a): float(b) for a, b in pairs}
 
 
 def denoise(
@@ -61,8 +83,9 @@ def denoise(
 def denoising_psnr(
     model: DenoisingModel,
     x: torch.Tensor,
-    psnr_in_db: torch.Tensor | list[float] | None = None,
+    psnr_in_db: torch.Tensor | Sequence[float] | None = None,
     *,
+    time_loss: bool = False,
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
@@ -71,12 +94,15 @@ def denoising_psnr(
     """Output PSNR of the model's denoiser at each input PSNR over a set of images (Table 1).
 
     One noise draw per image per level (reference-spec §4.1); ``MSE(level)`` is the mean over
-    images of the per-pixel MSE of D(y, t), and the output PSNR is ``-10 log10 MSE(level)``.
+    images of the per-pixel MSE of D(y, t) (paper eq. 37), and the output PSNR is
+    ``-10 log10 MSE(level)``. This is the one producer of metrics.json's ``psnr_db`` table.
 
     Args:
         model: an energy or score model.
         x: clean images (B, *image_shape) in [0, 1].
         psnr_in_db: input PSNRs (L,), default ``noise.PSNR_GRID_DB`` (Table 1's grid).
+        time_loss: also average the time-score term of an energy model at each level (the same
+            autograd call gives grad_y and grad_t).
         generator: source of the noise (CPU): for each level, one draw per image in order.
         batch_size: images per forward/backward pass (default:
             ``VALUES_PER_BATCH`` / d, 64 images of 32x32).
@@ -91,6 +117,8 @@ def denoising_psnr(
     psnr = torch.as_tensor(psnr, dtype=torch.float64).reshape(-1)
     ts = units.psnr_db_to_t(psnr)
     per_image = torch.empty(len(ts), x.shape[0], dtype=torch.float64)
+    with_time = time_loss and isinstance(model, BaseEnergy)
+    time_per_image = torch.empty_like(per_image) if with_time else None
     device = model_device(model, device)
     for j, t in enumerate(ts.tolist()):
         for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
@@ -99,9 +127,22 @@ def denoising_psnr(
             z = torch.cat([randn((1, *x.shape[1:]), generator, x.dtype) for _ in range(len(xb))])
             y = add_noise(xb, t, z).to(device)
             tb = torch.full((len(xb),), t, dtype=x.dtype, device=device)
-            denoised = model.denoise(y, tb).detach().cpu()
+            if with_time:
+                _, grad_y, grad_t = model.energy_and_scores(y, tb)
+                denoised = tweedie_denoise(y, tb, grad_y).cpu()
+                term = time_score_term(y - xb.to(device), tb, grad_t, model.d)  # (n,)
+                time_per_image[j, rows] = term.double().cpu()
+            else:
+                denoised = model.denoise(y, tb).detach().cpu()
             per_image[j, rows] = (denoised.double() - xb.double()).flatten(1).square().mean(dim=1)
         if progress is not None:
             progress(j + 1, len(ts))
     mse = per_image.mean(dim=1)
-    return DenoisingResult(psnr, ts, mse, units.mse_to_psnr_db(mse), per_image)
+    return DenoisingResult(
+        psnr,
+        ts,
+        mse,
+        units.mse_to_psnr_db(mse),
+        per_image,
+        time_per_image.mean(dim=1) if with_time else None,
+    )

@@ -2,9 +2,11 @@
 
 import math
 
+import pytest
 import torch
 
 import dsm_core as dc
+from dsm_core import units
 from dsm_core.analysis import denoise
 
 
@@ -51,3 +53,22 @@ def test_score_model_and_progress(tiny_images):
     )
     assert result.psnr_out_db.shape == (2,) and torch.isfinite(result.psnr_out_db).all()
     assert calls == [(1, 2), (2, 2)]
+
+
+def test_time_score_term_and_psnr_table_of_the_exact_gaussian(gaussian_oracle, generator):
+    """With the exact time score the time term is the conditional variance of (1 - |z|^2/d)/2
+    given y, at most its unconditional variance 1/(2d); the table is keyed by input PSNR."""
+    x = gaussian_oracle.sample(2000, generator).float()
+    result = dc.denoising_psnr(
+        gaussian_oracle.float(),
+        x,
+        (0.0, 10.0, 20.0),
+        time_loss=True,
+        generator=torch.Generator().manual_seed(0),
+        batch_size=1000,
+    )
+    assert result.psnr_table()["10"] == pytest.approx(units.mse_to_psnr_db(result.mse[1]).item())
+    assert list(result.time_loss_table()) == ["0", "10", "20"]
+    assert ((result.time_loss > 0) & (result.time_loss < 0.6 / gaussian_oracle.d)).all()
+    no_time = dc.denoising_psnr(gaussian_oracle.float(), x[:4], (0.0,), generator=generator)
+    assert no_time.time_loss is None and no_time.time_loss_table() is None
