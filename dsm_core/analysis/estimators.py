@@ -34,7 +34,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 
 from dsm_core import units
 from dsm_core.analysis._common import (
@@ -49,6 +48,7 @@ from dsm_core.analysis._common import (
 )
 from dsm_core.analysis.dimensionality import dimensionality_curves
 from dsm_core.energy import BaseEnergy, DenoisingModel
+from dsm_core.flow import State, in_log_t, integrate_adaptive, ode_step
 
 Prior = Literal["gaussian", "model"]
 DEFAULT_T_MIN = 1e-9
@@ -155,14 +155,15 @@ def _velocity(
 
 
 class _CountedField:
-    """``(x, t) -> (grad_y U / 2, Laplacian U / 2)`` with fixed probes, counting evaluations."""
+    """The joint field ``((x, L), t) -> (grad_y U / 2, Laplacian U / 2)`` of the flow and its
+    log-determinant (paper eq. 14), with fixed probes, counting evaluations."""
 
     def __init__(self, model: BaseEnergy, probes: torch.Tensor | None):
         self.model, self.probes, self.count = model, probes, 0
 
-    def __call__(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, state: State, t: float) -> State:
         self.count += 1
-        return _velocity(self.model, x, t, self.probes)
+        return _velocity(self.model, state[0], t, self.probes)
 
 
 def ode_nll_nats(
@@ -245,27 +246,28 @@ def ode_nll_nats(
             per_image = [_probes(x.shape[1:], num_probes, probe, generator, x.dtype) for _ in xb]
             probes = torch.stack(per_image, dim=1).to(device)  # (P, n, ...)
         field = _CountedField(model, probes)
-        # [0, t_min]: one Heun step in t, starting from the model at t = 0
-        v0, l0 = field(xb, 0.0)
-        v1, l1 = field(xb + t_min * v0, t_min)
-        state = xb + 0.5 * t_min * (v0 + v1)
-        log_det = 0.5 * t_min * (l0 + l1)  # int_0^t_min Laplacian / 2 dt, (P, n)
+        num_rows = 1 if probes is None else probes.shape[0]
+        log_det = torch.zeros(num_rows, xb.shape[0], dtype=torch.float64, device=device)
+        # joint state (x, int_0^t Laplacian / 2 dt (P, n)); [0, t_min]: one Heun step in t,
+        # starting from the model at t = 0
+        state = ode_step(field, (xb, log_det), 0.0, t_min, "heun")
         done += 1
         if progress is not None:
             progress(done, total)
         s_lo, s_hi = math.log(t_min), math.log(t_max)
         if solver == "adaptive":
-            state, log_det = _integrate_adaptive(field, state, log_det, s_lo, s_hi, rtol, atol)
+            state = integrate_adaptive(in_log_t(field), state, s_lo, s_hi, rtol, atol)
             done += 1
             if progress is not None:
                 progress(done, total)
         else:
             s_grid = np.linspace(s_lo, s_hi, num_steps + 1)
             for s_a, s_b in zip(s_grid[:-1], s_grid[1:], strict=True):
-                state, log_det = _fixed_step(field, state, log_det, s_a, s_b, solver)
+                state = ode_step(in_log_t(field), state, s_a, s_b, solver)
                 done += 1
                 if progress is not None:
                     progress(done, total)
+        state, log_det = state
         per_probe = _prior_nats(model, state, t_max, prior) - log_det  # (P, n)
         nll[rows] = per_probe.mean(dim=0).cpu()
         if trace == "hutchinson":
@@ -285,49 +287,6 @@ def ode_nll_nats(
         d=model.d,
         method="ode",
     )
-
-
-def _fixed_step(field, state, log_det, s_a: float, s_b: float, solver: str):
-    """One Heun or RK4 step of the joint (x, L) system in s = ln t from s_a to s_b."""
-    h = s_b - s_a
-
-    def f(x_s: torch.Tensor, s: float) -> tuple[torch.Tensor, torch.Tensor]:
-        t = math.exp(s)
-        v, lap = field(x_s, t)
-        return t * v, t * lap  # d/ds = t d/dt
-
-    if solver == "heun":
-        k1x, k1l = f(state, s_a)
-        k2x, k2l = f(state + h * k1x, s_b)
-        return state + 0.5 * h * (k1x + k2x), log_det + 0.5 * h * (k1l + k2l)
-    s_m = 0.5 * (s_a + s_b)
-    k1x, k1l = f(state, s_a)
-    k2x, k2l = f(state + 0.5 * h * k1x, s_m)
-    k3x, k3l = f(state + 0.5 * h * k2x, s_m)
-    k4x, k4l = f(state + h * k3x, s_b)
-    new_state = state + h / 6.0 * (k1x + 2 * k2x + 2 * k3x + k4x)
-    return new_state, log_det + h / 6.0 * (k1l + 2 * k2l + 2 * k3l + k4l)
-
-
-def _integrate_adaptive(field, state, log_det, s_lo: float, s_hi: float, rtol, atol):
-    """scipy RK45 on the flattened joint state (float64) from s_lo to s_hi; log_det (P, n)."""
-    shape, n = state.shape, log_det.numel()
-    dtype, device = state.dtype, state.device
-
-    def rhs(s: float, flat: np.ndarray) -> np.ndarray:
-        t = math.exp(s)
-        x_s = torch.as_tensor(flat[:-n].reshape(shape), dtype=dtype, device=device)
-        v, lap = field(x_s, t)
-        out = torch.cat([(t * v).flatten().double().cpu(), (t * lap).flatten().double().cpu()])
-        return out.numpy()
-
-    y0 = torch.cat([state.flatten().double().cpu(), log_det.flatten().double().cpu()]).numpy()
-    solution = solve_ivp(rhs, (s_lo, s_hi), y0, method="RK45", rtol=rtol, atol=atol)
-    if not solution.success:
-        raise RuntimeError(f"adaptive ODE solver failed: {solution.message}")
-    final = torch.as_tensor(solution.y[:, -1])
-    new_state = final[:-n].reshape(shape).to(dtype=dtype, device=device)
-    return new_state, final[-n:].reshape(log_det.shape).to(device)
 
 
 # ---------------------------------------------------------------- denoising bound (eq. 16)

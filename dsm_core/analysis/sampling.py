@@ -32,6 +32,7 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import DenoisingModel
+from dsm_core.flow import ode_step
 from dsm_core.noise import add_noise, noise_schedule, tweedie_denoise
 
 Method = Literal["reverse_sde", "langevin", "ode"]
@@ -137,6 +138,9 @@ def iter_samples(
             return SamplingStep(step, total, float(t), x.cpu().clone())
         return None
 
+    def flow(state: tuple[torch.Tensor], t: float) -> tuple[torch.Tensor]:
+        return (0.5 * _grad(model, state[0], t, batch_size),)
+
     if method == "langevin":
         for t in ts:
             eta = step_scale * float(t)
@@ -154,11 +158,8 @@ def iter_samples(
             if method == "reverse_sde":
                 noise = randn(shape, generator, dtype).to(device)
                 x = x - dt * _grad(model, x, t_hi, batch_size) + math.sqrt(dt) * noise
-            else:  # Heun for dx/dt = grad_y U / 2, backward in t
-                v_hi = 0.5 * _grad(model, x, t_hi, batch_size)
-                x_pred = x - dt * v_hi
-                v_lo = 0.5 * _grad(model, x_pred, t_lo, batch_size)
-                x = x - 0.5 * dt * (v_hi + v_lo)
+            else:  # Heun for dx/dt = grad_y U / 2 (the flow of paper eq. 13), backward in t
+                (x,) = ode_step(flow, (x,), t_hi, t_lo, "heun")
             step += 1
             item = report(t_lo)
             if item is not None:
