@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import dsm_core as dc
-from dsm_core import baselines, units
+from dsm_core import analysis, baselines, units
 from dsm_core.analysis.denoising import denoise
 from dsm_core.analysis.logp import dequantized_nll_bits_per_dim
 from dsm_core.checkpoint import write_json
@@ -319,7 +319,7 @@ def qualitative_checks(
     """Smoothness for every density model; brightness and contrast for ours."""
     out: dict = {}
     with timer.part("qualitative: smoothness"):
-        checks = {name: baselines.smoothness_check(v, x_test) for name, v in logp_db.items()}
+        checks = {name: analysis.smoothness_check(v, x_test) for name, v in logp_db.items()}
     out["smoothness"] = {name: {**vars(c), "passes": c.passes} for name, c in checks.items()}
     x_affine = x_test[: args.num_affine]
     ours_std = logp_db[OURS].std().item()
@@ -330,7 +330,7 @@ def qualitative_checks(
         ("grid", 0.8, 0.1, [0.0, 0.05, 0.15, 0.2]),
     ):
         with timer.part("qualitative: brightness"):
-            change = baselines.brightness_logp_change_db(
+            change = analysis.brightness_logp_change_db(
                 model,
                 x_affine,
                 offsets,
@@ -358,7 +358,7 @@ def qualitative_checks(
         }
     contrasts = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     with timer.part("qualitative: contrast"):
-        values = baselines.contrast_logp_db(model, x_affine, contrasts, batch_size=args.batch_size)
+        values = analysis.contrast_logp_db(model, x_affine, contrasts, batch_size=args.batch_size)
     rise = values[:, -1] - values[:, 0]  # (B,) log p at a = 0.5 minus at a = 1
     out["contrast"] = {
         "contrasts": contrasts,

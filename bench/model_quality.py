@@ -22,7 +22,7 @@ Bars per test set (thresholds are the module constants; all log p in dB/dim; one
                      with the highest Haar wavelet participation ratio (the most textured): for
                      every crop the best iterate's one-shot log p within 1.5 of its ODE log p
                      and at most 1 above the best constant image's log p (constants c =
-                     0, 0.01, ..., 1); total variation (``dsm_core.baselines.total_variation``)
+                     0, 0.01, ..., 1); total variation (``dsm_core.analysis.total_variation``)
                      lower at the best iterate than at the start for >= 80 % of the crops.
   4 brightness-contrast  one-shot slope of log p(0.8 x + b) over b = 0 ... 0.2 (mean over crops of
                      the least-squares slope) within +-1.5 per unit b; on the paper's slice
@@ -67,7 +67,7 @@ from _common import add_threads_arg, load_note, set_threads
 from tqdm import tqdm
 
 import dsm_core as dc
-from dsm_core import baselines, units
+from dsm_core import analysis, baselines, units
 from dsm_core.analysis import (
     affine_logp_db,
     contrast_slice_logp_db,
@@ -606,8 +606,8 @@ def measure_ascent(
     one_shot = dc.logp_db(model, best).double()
     ode, ode_se = ode_logp_db(model, best, settings, seed, f"{tag} ascent")
     gap = (one_shot - ode).abs()
-    tv_start = baselines.total_variation(start)
-    tv_best = baselines.total_variation(best)
+    tv_start = analysis.total_variation(start)
+    tv_best = analysis.total_variation(best)
     return {
         "num_images": len(start),
         "num_steps": settings.ascent_steps,
@@ -820,8 +820,8 @@ def measure_set(
     out["nll"] = nll
     out["sparsity"] = {
         "num_images": len(x),
-        "spearman_pr": baselines.spearman(logp, pr),
-        "spearman_tv": baselines.spearman(logp, baselines.total_variation(x)),
+        "spearman_pr": analysis.spearman(logp, pr),
+        "spearman_tv": analysis.spearman(logp, analysis.total_variation(x)),
     }
     for name, _ in PER_SET_BARS:
         out[name]["item"] = test_set.item

@@ -5,8 +5,8 @@ Density baselines are energies like the learned model, so every NLL goes through
 (``GaussianEnergy``) and a full-covariance Gaussian mixture fitted with scikit-learn and evaluated
 exactly, at any noise level, by ``GaussianMixtureEnergy``. The lossless PNG rate is an
 actual code length. Denoising baselines wrap scikit-image's wavelet (BayesShrink) and
-non-local means denoisers. The qualitative checks of paper §3.2-3.3 (Fig. 4) measure how log p
-depends on smoothness, brightness and contrast.
+non-local means denoisers. The qualitative checks of paper §3.2-3.3 (Fig. 4) live with their
+probes: ``analysis.affine`` (brightness, contrast) and ``analysis.sparsity`` (smoothness).
 """
 
 import io
@@ -20,10 +20,7 @@ import torch
 from PIL import Image
 
 from dsm_core import units
-from dsm_core.analysis._common import check_images
-from dsm_core.analysis.affine import affine_logp_db
 from dsm_core.analysis.logp import nll_bits_per_dim
-from dsm_core.analysis.sparsity import participation_ratio
 from dsm_core.energy import BaseEnergy
 from dsm_core.noise import add_noise
 
@@ -405,161 +402,3 @@ def tune_denoiser(
     scores = {str(v): psnr_of_mean_mse_db(make_denoiser(v)(y, t), x) for v in values}
     best = max(values, key=lambda v: scores[str(v)])
     return best, scores
-
-
-# ----------------------------------------------------------------------------- qualitative checks
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation per pixel: mean of |horizontal| + |vertical| differences.
-
-    ``(sum |x[h, w+1] - x[h, w]| + sum |x[h+1, w] - x[h, w]|) / (C H W)``, so a constant image
-    gives 0 and a one-pixel checkerboard of amplitude 1 about ``2``.
-
-    Args:
-        x: images (B, C, H, W).
-
-    Returns:
-        (B,) float64.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"expected images (B, C, H, W), got {tuple(x.shape)}")
-    x = x.double()
-    horizontal = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).sum(dim=1)
-    vertical = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).sum(dim=1)
-    return (horizontal + vertical) / math.prod(x.shape[1:])
-
-
-def spearman(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
-    """Spearman rank correlation of two (N,) samples (ties get average ranks)."""
-    from scipy.stats import spearmanr
-
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
-    b = np.asarray(b, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-    return float(spearmanr(a, b).statistic)
-
-
-@dataclass(frozen=True)
-class SmoothnessCheck:
-    """Do smooth images get higher log p? (paper §3.2: log p falls with texture / sparsity).
-
-    Attributes:
-        fraction: size of each extreme group as a fraction of the images.
-        low_tv_logp_db: mean log p (dB/dim) of the ``fraction`` lowest-TV images.
-        high_tv_logp_db: mean log p of the ``fraction`` highest-TV images.
-        spearman_tv: rank correlation of log p with total variation (negative expected).
-        spearman_pr: rank correlation of log p with the Haar participation ratio (negative
-            expected: sparser, lower-PR images are more probable).
-    """
-
-    fraction: float
-    low_tv_logp_db: float
-    high_tv_logp_db: float
-    spearman_tv: float
-    spearman_pr: float
-
-    @property
-    def passes(self) -> bool:
-        """Smooth beats textured, and log p falls with both TV and PR."""
-        return (
-            self.low_tv_logp_db > self.high_tv_logp_db
-            and self.spearman_tv < 0
-            and self.spearman_pr < 0
-        )
-
-
-def smoothness_check(
-    logp_db: torch.Tensor, x: torch.Tensor, fraction: float = 0.1
-) -> SmoothnessCheck:
-    """Compare log p of the smoothest and most textured images, and its rank correlations.
-
-    Args:
-        logp_db: log p of each image in dB/dim (B,).
-        x: the images (B, C, H, W) in [0, 1].
-        fraction: extreme-group size (at least one image each).
-
-    Returns:
-        a ``SmoothnessCheck``.
-    """
-    logp_db = torch.as_tensor(logp_db, dtype=torch.float64).reshape(-1)
-    if logp_db.shape[0] != x.shape[0]:
-        raise ValueError(f"{logp_db.shape[0]} log p values for {x.shape[0]} images")
-    if not 0 < fraction <= 0.5:
-        raise ValueError(f"fraction must be in (0, 0.5], got {fraction}")
-    tv = total_variation(x)
-    order = torch.argsort(tv, stable=True)
-    count = max(1, int(round(fraction * len(tv))))
-    return SmoothnessCheck(
-        fraction=fraction,
-        low_tv_logp_db=logp_db[order[:count]].mean().item(),
-        high_tv_logp_db=logp_db[order[-count:]].mean().item(),
-        spearman_tv=spearman(logp_db, tv),
-        spearman_pr=spearman(logp_db, participation_ratio(x)),
-    )
-
-
-def brightness_logp_change_db(
-    model: BaseEnergy,
-    x: torch.Tensor,
-    offsets: Sequence[float],
-    *,
-    contrast: float = 1.0,
-    reference_offset: float = 0.0,
-    **kwargs,
-) -> torch.Tensor:
-    """``log p(a x + b) - log p(a x + b0)`` in dB/dim per image and offset b, at fixed contrast a.
-
-    No clipping: an (image, b) pair whose pixels would leave [0, 1] is masked (NaN) rather than
-    distorted by clipping. With ``a = 1`` this is the plain shift ``x + b``, which leaves [0, 1]
-    for images that already span it (e.g. Fashion-MNIST); with ``a < 1`` and
-    ``0 <= b <= 1 - a`` every pair stays in range, the paper's grid ``a + b <= 1`` (Fig. 4, where
-    log p barely moves with b).
-
-    Args:
-        model: a normalised energy model.
-        x: images (B, C, H, W) in [0, 1].
-        offsets: brightness offsets b (O,).
-        contrast: a.
-        reference_offset: b0 (the reference pair is not masked).
-        **kwargs: passed to ``affine_logp_db`` (batch_size, device, progress).
-
-    Returns:
-        (B, O) float64, NaN where masked.
-    """
-    x = check_images(model, x)
-    b = torch.as_tensor([reference_offset, *offsets], dtype=x.dtype)
-    logp = affine_logp_db(model, x, [contrast], b, **kwargs)[:, 0, :]  # (B, 1 + O)
-    change = logp[:, 1:] - logp[:, :1]  # (B, O)
-    offsets_64 = b[1:].double()
-    low = contrast * x.flatten(1).amin(dim=1).double()[:, None] + offsets_64  # (B, O)
-    high = contrast * x.flatten(1).amax(dim=1).double()[:, None] + offsets_64
-    return change.masked_fill((low < 0) | (high > 1), float("nan"))
-
-
-def contrast_logp_db(
-    model: BaseEnergy, x: torch.Tensor, contrasts: Sequence[float], **kwargs
-) -> torch.Tensor:
-    """log p in dB/dim of ``a (x - m) + m`` (contrast a about each image's own mean m).
-
-    For a in [0, 1] the images stay in [0, 1]. The paper finds log p falls as the dynamic range
-    grows (Fig. 4), so it should rise as a decreases.
-
-    Args:
-        model: a normalised energy model.
-        x: images (B, C, H, W) in [0, 1].
-        contrasts: values of a (A,).
-        **kwargs: passed to ``affine_logp_db`` (batch_size, device); called once per image.
-
-    Returns:
-        (B, A) float64.
-    """
-    x = check_images(model, x)
-    mean = x.flatten(1).mean(dim=1)  # (B,)
-    centered = x - mean.view(-1, *([1] * (x.ndim - 1)))
-    rows = [
-        affine_logp_db(model, centered[i : i + 1], contrasts, [mean[i].item()], **kwargs)[0, :, 0]
-        for i in range(x.shape[0])
-    ]
-    return torch.stack(rows) if rows else torch.empty(0, len(contrasts), dtype=torch.float64)

@@ -39,6 +39,18 @@ def tiny_images(generator: torch.Generator) -> torch.Tensor:
 
 
 @pytest.fixture
+def smooth_images(generator: torch.Generator):
+    """``smooth_images(n, channels=1, size=16)``: smooth float64 images inside [0.2, 0.8]."""
+
+    def make(n: int, channels: int = 1, size: int = 16) -> torch.Tensor:
+        low = torch.rand(n, channels, 4, 4, generator=generator, dtype=torch.float64)
+        up = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
+        return 0.2 + 0.6 * up  # (n, C, size, size)
+
+    return make
+
+
+@pytest.fixture
 def gaussian_oracle(generator: torch.Generator) -> dc.GaussianEnergy:
     """Exact energy of N(mu, Sigma) on (1, 4, 4) images with a random full covariance."""
     d = 16

@@ -6,14 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import dsm_core as dc
 from dsm_core import baselines, units
-
-
-def _smooth_images(generator: torch.Generator, n: int, channels: int = 1, size: int = 16):
-    low = torch.rand(n, channels, 4, 4, generator=generator, dtype=torch.float64)
-    up = torch.nn.functional.interpolate(low, size=size, mode="bilinear", align_corners=False)
-    return 0.2 + 0.6 * up  # (n, C, size, size), inside [0.2, 0.8]
 
 
 def _random_mixture(generator: torch.Generator, k: int = 3, d: int = 6) -> dict:
@@ -146,8 +139,8 @@ def test_psnr_of_mean_mse_is_not_mean_of_psnrs():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_classical_denoisers_improve_smooth_images(generator, channels):
-    x = _smooth_images(generator, 4, channels)
+def test_classical_denoisers_improve_smooth_images(generator, channels, smooth_images):
+    x = smooth_images(4, channels)
     t = units.psnr_db_to_t(20.0)
     y = baselines.noisy_copies(x, [20.0], generator)[0]
     for denoised in (baselines.wavelet_denoise(y, t), baselines.nl_means_denoise(y, t)):
@@ -155,8 +148,8 @@ def test_classical_denoisers_improve_smooth_images(generator, channels):
         assert baselines.psnr_of_mean_mse_db(denoised, x) > 22.0
 
 
-def test_tune_denoiser_picks_the_best_value(generator):
-    x = _smooth_images(generator, 3)
+def test_tune_denoiser_picks_the_best_value(generator, smooth_images):
+    x = smooth_images(3)
 
     def shrink(weight: float):
         return lambda y, t: weight * y + (1 - weight) * x  # cheats: pulls towards the truth
@@ -165,73 +158,3 @@ def test_tune_denoiser_picks_the_best_value(generator):
     assert best == 0.2
     assert scores["0.2"] > scores["0.5"] > scores["1.0"] == pytest.approx(20.0, abs=1.0)
     assert baselines.psnr_of_mean_mse_db(x, x) == math.inf
-
-
-# ----------------------------------------------------------------------------- qualitative checks
-
-
-def test_total_variation_known_values():
-    flat = torch.full((1, 1, 4, 4), 0.3)
-    checker = (torch.arange(4)[:, None] + torch.arange(4)[None, :]) % 2
-    tv = baselines.total_variation(torch.cat([flat, checker.float().view(1, 1, 4, 4)]))
-    assert tv[0] == 0.0
-    assert tv[1] == pytest.approx(2 * 4 * 3 / 16)  # 12 unit steps each way over 16 pixels
-
-
-def test_smoothness_check_on_synthetic_log_p(generator):
-    x = _smooth_images(generator, 20) + 0.1 * torch.rand(20, 1, 16, 16, generator=generator) * (
-        torch.arange(20, dtype=torch.float64).view(-1, 1, 1, 1) / 20
-    )
-    logp_db = -baselines.total_variation(x)  # smoother -> more probable, exactly
-    check = baselines.smoothness_check(logp_db, x, fraction=0.1)
-    assert check.spearman_tv == pytest.approx(-1.0)
-    assert check.low_tv_logp_db > check.high_tv_logp_db
-    assert check.passes == (check.spearman_pr < 0)
-    with pytest.raises(ValueError, match="log p values"):
-        baselines.smoothness_check(logp_db[:5], x)
-
-
-def test_brightness_change_matches_isotropic_gaussian(generator):
-    mean = torch.full((1, 16, 16), 0.5, dtype=torch.float64)
-    variance = 0.04
-    energy = dc.GaussianEnergy.isotropic(mean, variance)
-    x = _smooth_images(generator, 3)  # in [0.2, 0.8]
-    x[0, 0, 0, 0] = 0.95  # image 0 cannot be brightened by 0.1
-    offsets = [-0.1, 0.1]
-    change = baselines.brightness_logp_change_db(energy, x, offsets)
-    assert change.shape == (3, 2)
-    assert torch.isnan(change[0, 1]) and not torch.isnan(change[1:]).any()
-    for i in (1, 2):
-        for j, b in enumerate(offsets):
-            delta_nats = ((x[i] - mean).square().sum() - (x[i] + b - mean).square().sum()) / (
-                2 * variance
-            )
-            expected = units.nats_to_db_per_dim(delta_nats.item(), 256)
-            assert change[i, j].item() == pytest.approx(expected, rel=1e-9)
-
-
-def test_brightness_change_at_reduced_contrast_stays_in_range(generator):
-    mean = torch.full((1, 16, 16), 0.5, dtype=torch.float64)
-    energy = dc.GaussianEnergy.isotropic(mean, 0.04)
-    x = _smooth_images(generator, 3)
-    x[:, :, 0, 0], x[:, :, 0, 1] = 0.0, 1.0  # images that span [0, 1]
-    assert torch.isnan(baselines.brightness_logp_change_db(energy, x, [0.1])).all()
-    offsets = [0.0, 0.2]
-    change = baselines.brightness_logp_change_db(
-        energy, x, offsets, contrast=0.8, reference_offset=0.1
-    )
-    expected = dc.logp_db(energy, 0.8 * x + 0.2) - dc.logp_db(energy, 0.8 * x + 0.1)
-    assert not torch.isnan(change).any()
-    assert torch.allclose(change[:, 1], expected.double())
-
-
-def test_contrast_about_the_mean(generator):
-    energy = dc.GaussianEnergy.isotropic(torch.full((1, 16, 16), 0.5, dtype=torch.float64), 0.04)
-    x = _smooth_images(generator, 3)
-    values = baselines.contrast_logp_db(energy, x, [1.0, 0.5, 0.0])
-    assert values.shape == (3, 3)
-    assert torch.allclose(values[:, 0], dc.logp_db(energy, x).double())
-    mean = x.flatten(1).mean(dim=1).view(-1, 1, 1, 1)
-    assert torch.allclose(values[:, 1], dc.logp_db(energy, 0.5 * (x - mean) + mean).double())
-    # a Gaussian centred on flat gray prefers lower contrast
-    assert (values[:, 2] > values[:, 1]).all() and (values[:, 1] > values[:, 0]).all()

@@ -4,6 +4,8 @@ from dsm_core.analysis.affine import (
     affine_in_range,
     affine_logp_db,
     affine_logp_db_grid,
+    brightness_logp_change_db,
+    contrast_logp_db,
     contrast_slice_logp_db,
 )
 from dsm_core.analysis.ascent import (
@@ -49,7 +51,6 @@ from dsm_core.analysis.findings import (
     reference_images,
     smoothing_finding,
     sparsity_finding,
-    total_variation,
     trained_noise_range,
 )
 from dsm_core.analysis.generalization import (
@@ -73,7 +74,14 @@ from dsm_core.analysis.logp import (
     percentile_of,
 )
 from dsm_core.analysis.sampling import SamplingStep, iter_samples, sample
-from dsm_core.analysis.sparsity import haar_coefficients, participation_ratio
+from dsm_core.analysis.sparsity import (
+    SmoothnessCheck,
+    haar_coefficients,
+    participation_ratio,
+    smoothness_check,
+    spearman,
+    total_variation,
+)
 from dsm_core.analysis.tiles import LogpMap, logp_map, tile_tensor
 
 __all__ = [
@@ -100,13 +108,16 @@ __all__ = [
     "ReferenceImages",
     "SamplingStep",
     "SmoothingFinding",
+    "SmoothnessCheck",
     "SparsityFinding",
     "affine_in_range",
     "affine_logp_db",
     "affine_logp_db_grid",
     "ascend_logp",
+    "brightness_logp_change_db",
     "compare_models",
     "contrast_finding",
+    "contrast_logp_db",
     "contrast_slice_logp_db",
     "convergence_finding",
     "default_step_size",
@@ -146,7 +157,9 @@ __all__ = [
     "sde_nll_nats",
     "seconds_per_score_evaluation",
     "smoothing_finding",
+    "smoothness_check",
     "sparsity_finding",
+    "spearman",
     "tile_tensor",
     "total_variation",
     "trained_noise_range",

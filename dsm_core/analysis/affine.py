@@ -1,4 +1,7 @@
-"""log p of images under contrast and brightness changes, log p(a x + b) (Fig. 4 left/middle)."""
+"""log p of images under contrast and brightness changes, log p(a x + b), and the checks of Fig. 4
+(left/middle) built on it."""
+
+from collections.abc import Sequence
 
 import torch
 
@@ -118,3 +121,68 @@ def affine_in_range(
     low = torch.minimum(a * x_min, a * x_max) + b  # (B, A, Bg)
     high = torch.maximum(a * x_min, a * x_max) + b
     return (low >= 0) & (high <= 1)
+
+
+def brightness_logp_change_db(
+    model: BaseEnergy,
+    x: torch.Tensor,
+    offsets: Sequence[float],
+    *,
+    contrast: float = 1.0,
+    reference_offset: float = 0.0,
+    **kwargs,
+) -> torch.Tensor:
+    """``log p(a x + b) - log p(a x + b0)`` in dB/dim per image and offset b, at fixed contrast a.
+
+    No clipping: an (image, b) pair whose pixels would leave [0, 1] is masked (NaN) rather than
+    distorted by clipping. With ``a = 1`` this is the plain shift ``x + b``, which leaves [0, 1]
+    for images that already span it (e.g. Fashion-MNIST); with ``a < 1`` and
+    ``0 <= b <= 1 - a`` every pair stays in range, the paper's grid ``a + b <= 1`` (Fig. 4, where
+    log p barely moves with b).
+
+    Args:
+        model: a normalised energy model.
+        x: images (B, C, H, W) in [0, 1].
+        offsets: brightness offsets b (O,).
+        contrast: a.
+        reference_offset: b0 (the reference pair is not masked).
+        **kwargs: passed to ``affine_logp_db`` (batch_size, device, progress).
+
+    Returns:
+        (B, O) float64, NaN where masked.
+    """
+    x = check_images(model, x)
+    b = torch.as_tensor([reference_offset, *offsets], dtype=x.dtype)
+    logp = affine_logp_db(model, x, [contrast], b, **kwargs)[:, 0, :]  # (B, 1 + O)
+    change = logp[:, 1:] - logp[:, :1]  # (B, O)
+    offsets_64 = b[1:].double()
+    low = contrast * x.flatten(1).amin(dim=1).double()[:, None] + offsets_64  # (B, O)
+    high = contrast * x.flatten(1).amax(dim=1).double()[:, None] + offsets_64
+    return change.masked_fill((low < 0) | (high > 1), float("nan"))
+
+
+def contrast_logp_db(
+    model: BaseEnergy, x: torch.Tensor, contrasts: Sequence[float], **kwargs
+) -> torch.Tensor:
+    """log p in dB/dim of ``a (x - m) + m`` (contrast a about each image's own mean m).
+
+    For a in [0, 1] the images stay in [0, 1]. The paper finds log p falls as the dynamic range
+    grows (Fig. 4), so it should rise as a decreases.
+
+    Args:
+        model: a normalised energy model.
+        x: images (B, C, H, W) in [0, 1].
+        contrasts: values of a (A,).
+        **kwargs: passed to ``affine_logp_db`` (batch_size, device); called once per image.
+
+    Returns:
+        (B, A) float64.
+    """
+    x = check_images(model, x)
+    mean = x.flatten(1).mean(dim=1)  # (B,)
+    centered = x - mean.view(-1, *([1] * (x.ndim - 1)))
+    rows = [
+        affine_logp_db(model, centered[i : i + 1], contrasts, [mean[i].item()], **kwargs)[0, :, 0]
+        for i in range(x.shape[0])
+    ]
+    return torch.stack(rows) if rows else torch.empty(0, len(contrasts), dtype=torch.float64)

@@ -33,7 +33,7 @@ from dsm_core.analysis.estimators import ode_nll_nats
 from dsm_core.analysis.gumbel import GumbelFit
 from dsm_core.analysis.interpolation import Interpolation
 from dsm_core.analysis.logp import logp_db, percentile_of
-from dsm_core.baselines import total_variation
+from dsm_core.analysis.sparsity import total_variation
 from dsm_core.energy import BaseEnergy
 from dsm_core.noise import as_t_grid
 

@@ -1,12 +1,16 @@
 """log p(a x + b) over contrast and brightness (Fig. 4 left/middle)."""
 
+import pytest
 import torch
 
+import dsm_core as dc
 from dsm_core import units
 from dsm_core.analysis import (
     affine_in_range,
     affine_logp_db,
     affine_logp_db_grid,
+    brightness_logp_change_db,
+    contrast_logp_db,
     contrast_slice_logp_db,
 )
 
@@ -77,3 +81,47 @@ def test_affine_in_range_matches_the_transformed_pixels():
     assert mask.shape == (3, 11, 13)
     assert torch.equal(mask, expected)
     assert mask[:, 2, :].any() and not mask.all()  # a = 0: the constant image b is inside
+
+
+def test_brightness_change_matches_isotropic_gaussian(generator, smooth_images):
+    mean = torch.full((1, 16, 16), 0.5, dtype=torch.float64)
+    variance = 0.04
+    energy = dc.GaussianEnergy.isotropic(mean, variance)
+    x = smooth_images(3)  # in [0.2, 0.8]
+    x[0, 0, 0, 0] = 0.95  # image 0 cannot be brightened by 0.1
+    offsets = [-0.1, 0.1]
+    change = brightness_logp_change_db(energy, x, offsets)
+    assert change.shape == (3, 2)
+    assert torch.isnan(change[0, 1]) and not torch.isnan(change[1:]).any()
+    for i in (1, 2):
+        for j, b in enumerate(offsets):
+            delta_nats = ((x[i] - mean).square().sum() - (x[i] + b - mean).square().sum()) / (
+                2 * variance
+            )
+            expected = units.nats_to_db_per_dim(delta_nats.item(), 256)
+            assert change[i, j].item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_brightness_change_at_reduced_contrast_stays_in_range(generator, smooth_images):
+    mean = torch.full((1, 16, 16), 0.5, dtype=torch.float64)
+    energy = dc.GaussianEnergy.isotropic(mean, 0.04)
+    x = smooth_images(3)
+    x[:, :, 0, 0], x[:, :, 0, 1] = 0.0, 1.0  # images that span [0, 1]
+    assert torch.isnan(brightness_logp_change_db(energy, x, [0.1])).all()
+    offsets = [0.0, 0.2]
+    change = brightness_logp_change_db(energy, x, offsets, contrast=0.8, reference_offset=0.1)
+    expected = dc.logp_db(energy, 0.8 * x + 0.2) - dc.logp_db(energy, 0.8 * x + 0.1)
+    assert not torch.isnan(change).any()
+    assert torch.allclose(change[:, 1], expected.double())
+
+
+def test_contrast_about_the_mean(generator, smooth_images):
+    energy = dc.GaussianEnergy.isotropic(torch.full((1, 16, 16), 0.5, dtype=torch.float64), 0.04)
+    x = smooth_images(3)
+    values = contrast_logp_db(energy, x, [1.0, 0.5, 0.0])
+    assert values.shape == (3, 3)
+    assert torch.allclose(values[:, 0], dc.logp_db(energy, x).double())
+    mean = x.flatten(1).mean(dim=1).view(-1, 1, 1, 1)
+    assert torch.allclose(values[:, 1], dc.logp_db(energy, 0.5 * (x - mean) + mean).double())
+    # a Gaussian centred on flat gray prefers lower contrast
+    assert (values[:, 2] > values[:, 1]).all() and (values[:, 1] > values[:, 0]).all()

@@ -9,7 +9,7 @@ import torch
 
 import dsm_core as dc
 from dsm_core.analysis import haar_coefficients
-from dsm_core.analysis.sparsity import num_haar_levels
+from dsm_core.analysis.sparsity import num_haar_levels, smoothness_check, total_variation
 
 
 def _pywt_coefficients(image: np.ndarray) -> np.ndarray:
@@ -77,3 +77,24 @@ def test_color_images_pool_channels(generator):
     x = torch.rand(2, 3, 8, 8, generator=generator)
     assert haar_coefficients(x).shape == (2, 192)
     assert dc.participation_ratio(x).shape == (2,)
+
+
+def test_total_variation_known_values():
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    checker = (torch.arange(4)[:, None] + torch.arange(4)[None, :]) % 2
+    tv = total_variation(torch.cat([flat, checker.float().view(1, 1, 4, 4)]))
+    assert tv[0] == 0.0
+    assert tv[1] == pytest.approx(2 * 4 * 3 / 16)  # 12 unit steps each way over 16 pixels
+
+
+def test_smoothness_check_on_synthetic_log_p(generator, smooth_images):
+    x = smooth_images(20) + 0.1 * torch.rand(20, 1, 16, 16, generator=generator) * (
+        torch.arange(20, dtype=torch.float64).view(-1, 1, 1, 1) / 20
+    )
+    logp_db = -total_variation(x)  # smoother -> more probable, exactly
+    check = smoothness_check(logp_db, x, fraction=0.1)
+    assert check.spearman_tv == pytest.approx(-1.0)
+    assert check.low_tv_logp_db > check.high_tv_logp_db
+    assert check.passes == (check.spearman_pr < 0)
+    with pytest.raises(ValueError, match="log p values"):
+        smoothness_check(logp_db[:5], x)
