@@ -90,9 +90,7 @@ def add_noise(x: torch.Tensor, t: torch.Tensor | float, z: torch.Tensor) -> torc
     return x + math.sqrt(t) * z
 
 
-def tweedie_denoise(
-    y: torch.Tensor, t: torch.Tensor | float, grad_y: torch.Tensor
-) -> torch.Tensor:
+def tweedie_denoise(y: torch.Tensor, t: torch.Tensor | float, grad_y: torch.Tensor) -> torch.Tensor:
     """The Miyasawa-Tweedie denoiser ``D(y, t) = y - t grad_y U(y, t)`` (paper eq. 37).
 
     Args:
