@@ -40,9 +40,10 @@ from _common import load_note
 
 import dsm_core
 from dsm_core.config import LossConfig, NoiseConfig
+from dsm_core.losses import DualScoreLoss
 from dsm_core.packaging import read_test_images
 from dsm_core.precision import PRECISIONS, resolve_precision
-from dsm_core.training import DualScoreLoss, train_step
+from dsm_core.training import train_step
 
 DEFAULT_IMAGES = "checkpoints/default"
 

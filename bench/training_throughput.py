@@ -65,17 +65,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import dsm_core
 from dsm_core import distributed
+from dsm_core.data.splits import load_training_data
 from dsm_core.energy import model_from_config
 from dsm_core.layers import GainControlNorm
+from dsm_core.losses import DualScoreLoss
 from dsm_core.precision import compare_precisions, cpu_bf16_support, resolve_precision
-from dsm_core.training import (
-    DualScoreLoss,
-    TrainConfig,
-    _find_unused_parameters,
-    load_config_file,
-    load_training_data,
-    train_step,
-)
+from dsm_core.train_config import TrainConfig, load_config_file
+from dsm_core.training import find_unused_parameters, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "train" / "configs" / "natural32_cpu.json"
@@ -165,7 +161,7 @@ class Trainer:
         self.loss_module = DualScoreLoss(self.model)
         if ddp:
             self.loss_module = distributed.wrap_ddp(
-                self.loss_module, device, _find_unused_parameters(self.model, cfg.loss)
+                self.loss_module, device, find_unused_parameters(self.model, cfg.loss)
             )
         data = torch.Generator().manual_seed(seed * 1000 + rank)
         self.x = torch.rand((batch, *cfg.model.image_shape), generator=data)

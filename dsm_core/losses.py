@@ -1,8 +1,10 @@
-"""Per-sample terms of (dual) score matching, unreduced: no optimiser, no loop (paper eq. 8, 42)."""
+"""Per-sample terms of (dual) score matching, unreduced, and the loss module training steps with;
+no optimiser, no loop (paper eq. 8, 42)."""
 
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from dsm_core.config import LossConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel, ScoreModel
@@ -72,3 +74,23 @@ def score_matching_terms(
     space = (t4 * grad_y - noise).square().flatten(1).sum(dim=1) / (d * t)  # (B,)
     time = time_score_term(noise, t, grad_t, d) if wants_time else None
     return LossTerms(space=space, time=time)
+
+
+class DualScoreLoss(nn.Module):
+    """Per-sample loss terms of a model as a module, so DDP sees one forward per step.
+
+    The inner ``torch.autograd.grad`` of dual score matching (w.r.t. y and t, ``create_graph``)
+    runs inside this forward; DDP's gradient hooks then fire once, in the outer backward.
+    """
+
+    def __init__(self, model: DenoisingModel):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, cfg: LossConfig
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x, y (B, C, H, W), t (B,) -> (total, space, time), each (B,); time is 0 if absent."""
+        terms = score_matching_terms(self.model, x, y, t, cfg)
+        time_term = terms.time if terms.time is not None else torch.zeros_like(terms.space)
+        return terms.total(cfg), terms.space, time_term

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 import dsm_core as dc
 from dsm_core import distributed
 from dsm_core.config import LossConfig
-from dsm_core.training import DualScoreLoss
+from dsm_core.losses import DualScoreLoss
 
 REPO = Path(__file__).resolve().parent.parent
 WORLD = 2

@@ -11,7 +11,7 @@ from dsm_core.energy import EnergyModel, model_from_config
 from dsm_core.layers import GainControlNorm
 from dsm_core.losses import score_matching_terms
 from dsm_core.noise import add_noise, sample_t
-from dsm_core.training import resolve_config
+from dsm_core.train_config import resolve_config
 
 
 def test_release_parameter_counts():

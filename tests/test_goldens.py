@@ -15,7 +15,8 @@ import dsm_core as dc
 from dsm_core.analysis import denoising_psnr, mse_nll_nats, ode_nll_nats, sample, sde_nll_nats
 from dsm_core.evaluation import evaluate_model
 from dsm_core.packaging import package_model
-from dsm_core.training import load_config_file, train
+from dsm_core.train_config import load_config_file
+from dsm_core.training import train
 
 REPO = Path(__file__).resolve().parent.parent
 REL = 1e-6  # fp32 on one thread: only float rounding may differ

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import dsm_core as dc
-from dsm_core import precision, training
+from dsm_core import precision, train_config, train_state, training
 from dsm_core.precision import (
     PrecisionTolerances,
     compare_precisions,
@@ -86,8 +86,8 @@ def test_bf16_short_run_stays_within_tolerances_of_fp32(tiny_images, generator):
     assert precision.PrecisionComparison(comparison.fp32, comparison.bf16, strict).failures()
 
 
-def _tiny(**overrides) -> training.TrainConfig:
-    return training.load_config_file(
+def _tiny(**overrides) -> train_config.TrainConfig:
+    return train_config.load_config_file(
         REPO / "train" / "configs" / "tiny_cpu.json", {**FAST, **overrides}
     )
 
@@ -112,10 +112,10 @@ def test_a_run_resumes_across_precisions(tmp_path):
     )
     assert stopped.step == 2 and stopped.interrupted_by == signal.SIGINT
     training.train(_tiny(), run, resume=True, progress=False, precision="bf16")
-    records = [json.loads(line) for line in (run / training.LOG_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (run / train_state.LOG_FILE).read_text().splitlines()]
     used = [(r["step"], r["precision"]) for r in records if r["kind"] == "train"]
     assert used == [(1, "fp32"), (2, "fp32"), (3, "bf16"), (4, "bf16")]
-    state = training.load_training_state(run / training.CHECKPOINT_FILE)
+    state = train_state.load_training_state(run / train_state.CHECKPOINT_FILE)
     assert state.step == 4
     assert all(v.dtype == torch.float32 for v in state.model.values() if v.is_floating_point())
 

@@ -1,4 +1,4 @@
-"""Training: config round trip, lr schedule, one step, a short run, resume after kills, NaN stop."""
+"""Training: lr schedule, one step, a short run, resume after kills, NaN stop, the scripts."""
 
 import dataclasses
 import json
@@ -13,46 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_helpers import CONFIGS, FAST, tiny_config
 
 import dsm_core as dc
-from dsm_core import training
+from dsm_core import losses, train_state
 from dsm_core.config import LossConfig, NoiseConfig, to_dict
+from dsm_core.data import splits
 from dsm_core.energy import model_from_config
 from dsm_core.evaluation import random_t_loss
-from dsm_core.training import (
-    DualScoreLoss,
-    NonFiniteLossError,
-    TrainConfig,
-    learning_rate,
-    load_config_file,
-    load_training_state,
-    resolve_config,
-    train,
-    train_step,
-)
+from dsm_core.losses import DualScoreLoss
+from dsm_core.train_config import TrainConfig, load_config_file
+from dsm_core.train_state import load_training_state
+from dsm_core.training import NonFiniteLossError, learning_rate, train, train_step
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "train" / "configs"
 TRAIN_SCRIPT = REPO / "train" / "train.py"
-
-# A run of seconds: tiny model on 16x16 digits, no costly evaluation.
-FAST = {
-    "num_steps": 40,
-    "log_every_steps": 1,
-    "eval_every_steps": 1000,
-    "eval_num_images": 16,
-    "eval_batch_size": 16,
-    "checkpoint_every_steps": 10,
-    "batch_size": 8,
-}
-
-
-def tiny_config(**overrides) -> TrainConfig:
-    return load_config_file(CONFIGS / "tiny_cpu.json", {**FAST, **overrides})
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / training.LOG_FILE
+    path = run_dir / train_state.LOG_FILE
     if not path.is_file():
         return []
     records = []
@@ -65,52 +44,7 @@ def read_log(run_dir: Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Config
-
-
-def test_config_json_round_trip():
-    cfg = tiny_config(**{"data.subset": "A", "data.subset_size": 100, "ema_decay": 0.99})
-    text = training.config_to_json(cfg)
-    assert training.rebuild_config(json.loads(text)) == cfg
-    assert resolve_config(json.loads(text)) == cfg
-
-
-def test_unknown_keys_are_refused():
-    with pytest.raises(ValueError, match="unknown field"):
-        resolve_config({"batch_sise": 3})
-    with pytest.raises(ValueError, match="unknown field"):
-        resolve_config({"data": {"nmae": "digits"}})
-    with pytest.raises(ValueError, match="unknown field"):
-        resolve_config({"model": {"preset": "tiny", "unet": {"widht": 4}}})
-    with pytest.raises(ValueError, match="tmin"):
-        tiny_config(**{"noise.tmin": 1.0})
-    with pytest.raises(ValueError, match="subset_size"):
-        tiny_config(**{"data.subset": "B"})
-
-
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.json")), ids=lambda p: p.stem)
-def test_presets_resolve(path):
-    cfg = load_config_file(path)
-    assert cfg.model.channels == (1 if cfg.data.grayscale else 3)
-
-
-def test_release_presets_are_the_release():
-    for name, channels in (("imagenet64_gray", 1), ("imagenet64_color", 3)):
-        cfg = load_config_file(CONFIGS / f"{name}.json")
-        # the architecture as released; the floor is the release's smallest trained t
-        release = dc.presets.preset_config("imagenet64", channels)
-        assert cfg.model == dataclasses.replace(release, t_min=1e-9)
-        assert (cfg.batch_size, cfg.num_steps, cfg.lr) == (128, 1_000_000, 5e-4)
-        assert cfg.lr_halve_every_steps == 100_000
-        assert (cfg.noise.t_min, cfg.noise.t_max) == (1e-9, 1e3)
-        assert (cfg.warmup_steps, cfg.grad_clip, cfg.ema_decay) == (0, None, None)
-        assert cfg.loss.time_weight == 1.0 and not cfg.tf32 and not cfg.bf16
-    score = load_config_file(CONFIGS / "imagenet64_color_score.json")
-    assert score.model.head == "score" and score.loss.time_weight == 0
-    gen = load_config_file(CONFIGS / "generalization_imagenet64.json")
-    assert gen.lr == 2e-4 and gen.data.subset == "A"
-    model = dc.build_energy_model("imagenet64", channels=3)
-    assert sum(p.numel() for p in model.parameters()) == 8_649_856
+# Schedule and command line
 
 
 def test_learning_rate_schedule_and_warmup():
@@ -195,7 +129,7 @@ def test_nonfinite_loss_skips_the_update(generator):
 
 def test_short_run_learns_and_exports(tmp_path):
     cfg = tiny_config(num_steps=120, batch_size=32, eval_every_steps=120, eval_num_images=32)
-    eval_images = training.load_heldout_images(cfg.data, 16, 64)
+    eval_images = splits.load_heldout_images(cfg.data, 16, 64)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)  # the same initial weights as the run
         initial = model_from_config(cfg.model)
@@ -247,7 +181,7 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
     meta = dc.load_model(tmp_path / "dequantized" / "model").metadata
     assert meta["init_from"]["steps"] == 3 and meta["steps"] == 3 + 2
     assert meta["wall_time_s"] > meta["init_from"]["wall_time_s"] == source_meta["wall_time_s"]
-    longer = training.replace(dequantized, num_steps=4)
+    longer = dataclasses.replace(dequantized, num_steps=4)
     (tmp_path / "dequantized" / "config.json").write_text(json.dumps({**saved, "num_steps": 4}))
     assert train(longer, tmp_path / "dequantized", resume=True, progress=False).step == 4
     meta = dc.load_model(tmp_path / "dequantized" / "model").metadata
@@ -261,12 +195,12 @@ def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(num_steps=3)
     train(cfg, tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="lr: saved"):
-        train(training.replace(cfg, lr=1.0), tmp_path / "run", resume=True, progress=False)
+        train(dataclasses.replace(cfg, lr=1.0), tmp_path / "run", resume=True, progress=False)
     # a run saved before a field existed resumes with that field's default; unknown ones raise
     path = tmp_path / "run" / "config.json"
     saved = json.loads(path.read_text())
     del saved["init_from"], saved["data"]["dequantize"]
-    longer = training.replace(cfg, num_steps=4)
+    longer = dataclasses.replace(cfg, num_steps=4)
     saved["num_steps"] = 4
     path.write_text(json.dumps(saved))
     assert train(longer, tmp_path / "run", resume=True, progress=False).step == 4
@@ -277,7 +211,7 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = training.score_matching_terms
+    real = losses.score_matching_terms
 
     def corrupt_at_step_13(*args, **kwargs):
         calls["n"] += 1
@@ -286,13 +220,13 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, mo
             return type(terms)(space=terms.space * math.nan, time=terms.time)
         return terms
 
-    monkeypatch.setattr(training, "score_matching_terms", corrupt_at_step_13)
+    monkeypatch.setattr(losses, "score_matching_terms", corrupt_at_step_13)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match="at step 13 ") as info:
         train(tiny_config(), run, progress=False)
     assert info.value.step == 13
     assert "step 10" in str(info.value)  # names the checkpoint it kept
-    state = load_training_state(run / training.CHECKPOINT_FILE)
+    state = load_training_state(run / train_state.CHECKPOINT_FILE)
     assert state.step == 10
     assert all(torch.isfinite(v).all() for v in state.model.values())
     assert json.loads((run / "model" / "config.json").read_text())["metadata"]["steps"] == 10
@@ -336,21 +270,21 @@ def test_killed_run_resumes_exactly(tmp_path, how):
         _wait_for(run, process, lambda r: r["kind"] == "checkpoint" and r["step"] >= 10)
         process.kill()
         process.wait(60)
-    stopped_at = load_training_state(run / training.CHECKPOINT_FILE).step
+    stopped_at = load_training_state(run / train_state.CHECKPOINT_FILE).step
     assert 5 <= stopped_at < FAST["num_steps"]
     resumed = _launch(run, resume=True)
     assert resumed.wait(120) == 0, resumed.stderr.read().decode()[-2000:]
     assert ref.wait(120) == 0, ref.stderr.read().decode()[-2000:]
 
-    final = load_training_state(run / training.CHECKPOINT_FILE)
-    expected = load_training_state(reference / training.CHECKPOINT_FILE)
+    final = load_training_state(run / train_state.CHECKPOINT_FILE)
+    expected = load_training_state(reference / train_state.CHECKPOINT_FILE)
     assert final.step == FAST["num_steps"] == expected.step
     for name, value in expected.model.items():
         assert torch.equal(final.model[name], value), name
     # The log runs 1..num_steps once each, and the data stream never restarted.
     steps = [r["step"] for r in read_log(run) if r["kind"] == "train"]
     assert steps == list(range(1, FAST["num_steps"] + 1))
-    num_images = len(training.load_training_data(tiny_config().data, 16))
+    num_images = len(splits.load_training_data(tiny_config().data, 16))
     for record in read_log(run):
         if record["kind"] == "train":
             consumed = record["step"] * FAST["batch_size"]
@@ -360,7 +294,7 @@ def test_killed_run_resumes_exactly(tmp_path, how):
 def test_checkpoint_state_round_trip(tmp_path):
     cfg = tiny_config(num_steps=2, ema_decay=0.9)
     train(cfg, tmp_path / "run", progress=False)
-    state = load_training_state(tmp_path / "run" / training.CHECKPOINT_FILE)
+    state = load_training_state(tmp_path / "run" / train_state.CHECKPOINT_FILE)
     assert state.step == 2 and state.ema is not None and state.config == to_dict(cfg)
     assert state.optimizer["param_groups"][0]["betas"] == (0.9, 0.999)
     assert len(state.noise_rng) == 1 and state.noise_rng[0].dtype == torch.uint8
@@ -369,35 +303,6 @@ def test_checkpoint_state_round_trip(tmp_path):
     name = next(iter(state.ema))
     assert torch.equal(exported.state_dict()[name], state.ema[name])
     assert not torch.equal(state.ema[name], state.model[name])
-
-
-def test_subsets_are_first_and_last_images():
-    a = training.subset_indices(10, "A", 3)
-    b = training.subset_indices(10, "B", 3)
-    assert a.tolist() == [0, 1, 2] and b.tolist() == [7, 8, 9]
-    assert len(training.subset_indices(10, "all", None)) == 10
-    data = training.load_training_data(
-        tiny_config(**{"data.subset": "B", "data.subset_size": 5}).data, 16
-    )
-    full = training.load_split(tiny_config().data, 16, "train")
-    assert len(data) == 5
-    assert torch.equal(data.batch([0, 4]), full.batch([len(full) - 5, len(full) - 1]))
-
-
-def test_parse_overrides_and_find_config():
-    parsed = training.parse_overrides(["lr=2e-4", "data.name=digits", "grad_clip=null", "x=[1,2]"])
-    assert parsed == {"lr": 2e-4, "data.name": "digits", "grad_clip": None, "x": [1, 2]}
-    with pytest.raises(ValueError, match="key=value"):
-        training.parse_overrides(["lr"])
-    assert training.find_config("tiny_cpu", CONFIGS) == CONFIGS / "tiny_cpu.json"
-    with pytest.raises(FileNotFoundError, match="tiny_cpu"):
-        training.find_config("nope", CONFIGS)
-
-
-def test_generalization_images():
-    assert training.generalization_image_indices(10, 3, "A").tolist() == [0, 1, 2]
-    assert training.generalization_image_indices(10, 3, "B").tolist() == [9, 8, 7]
-    assert training.generalization_image_indices(10, 8, "B", max_images=2).tolist() == [9, 8]
 
 
 @pytest.mark.slow
@@ -417,7 +322,7 @@ def test_generalization_driver(tmp_path):
     scatter = np.load(out / "N6" / "scatter.npz")
     assert (
         scatter["indices_B"].tolist()[0]
-        == len(training.load_split(tiny_config().data, 16, "train")) - 1
+        == len(splits.load_split(tiny_config().data, 16, "train")) - 1
     )
     a_meta = dc.load_model(out / "N6A" / "model").metadata["data"]
     assert (a_meta["subset"], a_meta["subset_size"]) == ("A", 6)

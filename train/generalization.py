@@ -31,16 +31,15 @@ import numpy as np  # noqa: E402
 from dsm_core import distributed  # noqa: E402
 from dsm_core.analysis.generalization import compare_models  # noqa: E402
 from dsm_core.checkpoint import CONFIG_FILE, load_model  # noqa: E402
-from dsm_core.training import (  # noqa: E402
-    MODEL_DIR,
+from dsm_core.data.splits import generalization_image_indices, load_split  # noqa: E402
+from dsm_core.train_config import (  # noqa: E402
     TrainConfig,
     find_config,
-    generalization_image_indices,
     load_config_file,
-    load_split,
     parse_overrides,
-    train,
 )
+from dsm_core.train_state import MODEL_DIR  # noqa: E402
+from dsm_core.training import train  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

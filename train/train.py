@@ -13,14 +13,8 @@ import torch
 from dsm_core import distributed
 from dsm_core.checkpoint import ModelLoadError
 from dsm_core.precision import PRECISIONS, resolve_precision
-from dsm_core.training import (
-    NonFiniteLossError,
-    config_to_json,
-    find_config,
-    load_config_file,
-    parse_overrides,
-    train,
-)
+from dsm_core.train_config import config_to_json, find_config, load_config_file, parse_overrides
+from dsm_core.training import NonFiniteLossError, train
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
