@@ -54,7 +54,7 @@ class DenoisingModel(nn.Module):
             move: also move to the model's device (callers that batch on another device pass
                 False and move each batch themselves).
             finite: refuse NaN and infinite values. Training passes its own noisy batches with
-                False (through ``_energy_and_grads``), so a non-finite batch becomes a
+                False (``losses.score_matching_terms``), so a non-finite batch becomes a
                 non-finite loss that the training step handles, on every DDP rank alike.
 
         Returns:
@@ -88,14 +88,19 @@ class DenoisingModel(nn.Module):
         return y
 
     def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        """dU/dy (B, *image_shape), the negative score."""
+        """dU/dy (B, *image_shape), the negative score; y and t (a float or (B,)) are checked."""
+        y = self.check_images(y)
+        return self._grad_y(y, batch_t(t, y))
+
+    def _grad_y(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """dU/dy of checked images y (B, *image_shape) and noise variances t (B,)."""
         raise NotImplementedError
 
     def denoise(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """D(y, t) = y - t grad_y U(y, t), the estimate of E[x | y] (B, *image_shape) (eq. 37)."""
         y = self.check_images(y)
         t = batch_t(t, y)
-        return tweedie_denoise(y, t, self.grad_y(y, t))
+        return tweedie_denoise(y, t, self._grad_y(y, t))
 
 
 class BaseEnergy(DenoisingModel):
@@ -135,15 +140,17 @@ class BaseEnergy(DenoisingModel):
             energy_nats (B,) including K, grad_y = dU/dy (B, *image_shape), grad_t = dU/dt (B,).
             Without ``create_graph`` all three are detached.
         """
-        return self._energy_and_grads(self.check_images(y), t, create_graph, with_grad_t=True)
+        y = self.check_images(y)
+        return self._energy_and_grads(y, batch_t(t, y), create_graph, with_grad_t=True)
 
     def _energy_and_grads(
-        self, y: torch.Tensor, t: torch.Tensor | float, create_graph: bool, with_grad_t: bool
+        self, y: torch.Tensor, t: torch.Tensor, create_graph: bool, with_grad_t: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """U, grad_y and (``with_grad_t``) grad_t of checked y (B, *image_shape) and t (B,): the
+        public methods and ``losses.score_matching_terms`` check their inputs once, then call
+        this."""
         if torch.is_inference_mode_enabled():
             raise RuntimeError("scores need autograd: call outside torch.inference_mode()")
-        y = self.check_images(y, finite=False)  # public callers checked y already
-        t = batch_t(t, y)
         with torch.enable_grad():
             if not y.requires_grad:
                 y = y.detach().requires_grad_(True)
@@ -159,8 +166,7 @@ class BaseEnergy(DenoisingModel):
             energy = energy.detach()
         return energy, grads[0], grad_t
 
-    def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        y = self.check_images(y)
+    def _grad_y(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self._energy_and_grads(y, t, create_graph=False, with_grad_t=False)[1]
 
 
@@ -287,9 +293,8 @@ class ScoreModel(DenoisingModel):
         self.metadata: dict = {}
         self.unet = UNet(config.unet)
 
-    def grad_y(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        y = self.check_images(y)
-        t = batch_t(t, y).clamp_min(self.t_min)  # (B,) flat below the trained range
+    def _grad_y(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.clamp_min(self.t_min)  # (B,) flat below the trained range
         return self.unet(y - self.config.input_offset, t)
 
 

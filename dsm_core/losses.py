@@ -8,6 +8,7 @@ from torch import nn
 
 from dsm_core.config import LossConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel, ScoreModel
+from dsm_core.noise import batch_t, per_image
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,16 @@ def score_matching_terms(
     Returns:
         LossTerms with per-sample terms of shape (B,).
     """
+    # The training boundary: checked once here; a non-finite batch gives a non-finite loss
+    # (which train_step handles on every DDP rank alike) rather than an error on one rank.
+    y = model.check_images(y, finite=False)
+    t = batch_t(t, y)  # (B,)
     d = x[0].numel()
-    t4 = t.view(-1, *([1] * (x.ndim - 1)))
+    t4 = per_image(t, x)
     noise = y - x  # sqrt(t) z, from the actual tensors
     wants_time = cfg.time_weight > 0 and isinstance(model, BaseEnergy)
     if isinstance(model, ScoreModel):
-        grad_y, grad_t = model.grad_y(y, t), None
+        grad_y, grad_t = model._grad_y(y, t), None
     else:
         _, grad_y, grad_t = model._energy_and_grads(y, t, create_graph=True, with_grad_t=wants_time)
     # (sqrt(t) grad_y - noise / sqrt(t)) = (t grad_y - noise) / sqrt(t) = (x - D) / sqrt(t)
