@@ -38,7 +38,7 @@ def random_t_loss(
     *,
     seed: int | None = 0,
     batch_size: int = 64,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The training loss on held-out images at random noise levels (no parameter update).
 
     Args:
@@ -50,8 +50,8 @@ def random_t_loss(
         batch_size: images per autograd call.
 
     Returns:
-        {"loss", "space_loss", "time_loss"}: means over images (time_loss is NaN without a time
-        term, e.g. for score models).
+        {"loss", "space_loss", "time_loss"}: means over images (time_loss is None without a time
+        term: single score matching, or a score model).
     """
     device = model_device(model, None)
     generator = _generator(seed, device)
@@ -70,7 +70,7 @@ def random_t_loss(
             totals["time_loss"] += terms.time.detach().double().sum().item()
     result = {k: v / x.shape[0] for k, v in totals.items()}
     if not has_time:
-        result["time_loss"] = math.nan
+        result["time_loss"] = None
     return result
 
 

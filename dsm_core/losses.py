@@ -94,8 +94,8 @@ class DualScoreLoss(nn.Module):
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, cfg: LossConfig
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x, y (B, C, H, W), t (B,) -> (total, space, time), each (B,); time is 0 if absent."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x, y (B, C, H, W), t (B,) -> (total, space, time), each (B,); time is None without a
+        time term (single score matching, or a score model)."""
         terms = score_matching_terms(self.model, x, y, t, cfg)
-        time_term = terms.time if terms.time is not None else torch.zeros_like(terms.space)
-        return terms.total(cfg), terms.space, time_term
+        return terms.total(cfg), terms.space, terms.time

@@ -82,7 +82,7 @@ def train_step(
     *,
     grad_clip: float | None = None,
     autocast_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """One optimisation step of (dual) score matching on a batch of clean images.
 
     Draws one t (log-uniform, ``noise_cfg``) and one z per image from ``generator``, forms
@@ -104,7 +104,7 @@ def train_step(
 
     Returns:
         {"loss", "space", "time", "grad_norm"}: batch means (over all processes under DDP) and the
-        global gradient norm before clipping.
+        global gradient norm before clipping; "time" is None without a time term.
     """
     loss_module = (
         model
@@ -126,9 +126,9 @@ def train_step(
     loss.backward()
     params = [p for p in loss_module.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-    stats = torch.stack(
-        [loss.detach(), space.detach().float().mean(), time_term.detach().float().mean()]
-    )
+    # the time term's slot holds 0 without one, so every rank reduces the same vector
+    time_mean = time_term.detach().float().mean() if time_term is not None else loss.new_zeros(())
+    stats = torch.stack([loss.detach(), space.detach().float().mean(), time_mean])
     stats = distributed.all_reduce_mean(stats)
     values = stats.tolist()
     grad_norm_value = float(grad_norm)
@@ -141,7 +141,8 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grads_with_norm_(params, grad_clip, grad_norm)
     optimizer.step()
-    return {"loss": values[0], "space": values[1], "time": values[2], "grad_norm": grad_norm_value}
+    time_value = values[2] if time_term is not None else None
+    return {"loss": values[0], "space": values[1], "time": time_value, "grad_norm": grad_norm_value}
 
 
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
@@ -412,6 +413,11 @@ def _setup(
     )
 
 
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of a window's values; None (no time term) when they are None."""
+    return None if None in values else float(np.mean(values))
+
+
 class _LossWindow:
     """Training statistics since the last "train" log record, and the running loss of the bar."""
 
@@ -422,7 +428,7 @@ class _LossWindow:
         self.start_time, self.start_step = time.perf_counter(), step
         self.running_loss: float | None = None
 
-    def add(self, stats: dict[str, float]) -> None:
+    def add(self, stats: dict[str, float | None]) -> None:
         for key in self.KEYS:
             self.values[key].append(stats[key])
         loss = stats["loss"]
@@ -441,7 +447,7 @@ class _LossWindow:
             "step": step,
             "loss": float(np.mean(self.values["loss"])),
             "space_loss": float(np.mean(self.values["space"])),
-            "time_loss": float(np.mean(self.values["time"])),
+            "time_loss": _mean_or_none(self.values["time"]),
             "grad_norm": float(np.mean(self.values["grad_norm"])),
             "lr": lr,
             "steps_per_s": steps_per_s,

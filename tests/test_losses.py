@@ -1,13 +1,16 @@
 """Dual score matching on Gaussian data, where the optimal energy and its loss are known exactly."""
 
+import math
+
 import pytest
 import torch
 
 import dsm_core as dc
-from dsm_core.config import LossConfig
+from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy
-from dsm_core.losses import score_matching_terms
+from dsm_core.losses import DualScoreLoss, score_matching_terms
 from dsm_core.noise import add_noise
+from dsm_core.training import train_step
 
 
 def expected_terms(s2: float, t: float, d: int) -> tuple[float, float]:
@@ -87,3 +90,16 @@ def test_normalization_recovers_offset(generator):
     # the release convention (data_var = 0) is off by (d/2) ln(1 + s2/t_max) = 0.0064 nats here
     release = dc.estimate_log_norm(Shifted(), x, 1e3, generator=torch.Generator().manual_seed(9))
     assert abs(release.log_norm_nats + offset) < 4 * release.stderr_nats + 0.01
+
+
+def test_no_time_term_is_none_everywhere(tiny_model, tiny_images, generator):
+    """Single score matching has no time term: None in the terms, the loss module and the
+    training step's statistics (and null in the logs), never 0 or NaN."""
+    cfg = LossConfig(time_weight=0.0)
+    t = torch.full((tiny_images.shape[0],), 0.1)
+    y = add_noise(tiny_images, t, torch.randn(tiny_images.shape, generator=generator))
+    assert score_matching_terms(tiny_model, tiny_images, y, t, cfg).time is None
+    assert DualScoreLoss(tiny_model)(tiny_images, y, t, cfg)[2] is None
+    optimizer = torch.optim.Adam(tiny_model.parameters())
+    stats = train_step(tiny_model, tiny_images, NoiseConfig(), cfg, optimizer, generator)
+    assert stats["time"] is None and math.isfinite(stats["loss"])
