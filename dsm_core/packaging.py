@@ -37,6 +37,7 @@ from dsm_core.checkpoint import (
     write_atomic,
     write_json,
 )
+from dsm_core.data.natural import training_data_terms
 from dsm_core.energy import BaseEnergy
 from dsm_core.noise import PSNR_GRID_DB
 
@@ -252,6 +253,21 @@ def summary_metrics(logp_db: np.ndarray, d: int) -> dict[str, Any]:
     }
 
 
+def _training_data_rows(metadata: dict[str, Any]) -> list[str]:
+    """Card rows naming the training data recorded in a model's metadata, and its terms."""
+    data = metadata.get("data") or {}
+    name = data.get("name") or metadata.get("train_config", {}).get("data", {}).get("name")
+    if not name:
+        return []
+    photographs = data.get("photographs")
+    shown = f"`{name}`" + (f", crops of {len(photographs)} photographs" if photographs else "")
+    rows = [f"| training data | {shown} |"]
+    terms = training_data_terms(str(name))
+    if terms is not None:
+        rows.append(f"| **licence of the training data** | {terms} |")
+    return rows
+
+
 def model_card(
     model: BaseEnergy, metrics: dict[str, Any], data_description: str, provisional: bool
 ) -> str:
@@ -276,6 +292,7 @@ def model_card(
         "| | |",
         "|---|---|",
         f"| data | {data_description} |",
+        *_training_data_rows(model.metadata or {}),
         f"| images | {c} x {h} x {w} ({'grayscale' if c == 1 else 'colour'}) |",
         f"| parameters | {num_params:,} |",
         f"| training steps | {steps if steps is not None else 'unknown'} |",

@@ -12,6 +12,7 @@ import dsm_core as dc
 from dsm_core.packaging import (
     CompanionFileError,
     load_heldout,
+    model_card,
     package_model,
     rank_indices,
     read_test_images,
@@ -162,3 +163,14 @@ def test_package_script_random_preset(tmp_path) -> None:
     np.testing.assert_allclose(
         heldout.image_logp_db, dc.logp_db(model, x).double().numpy(), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "terms"),
+    [("natural:/data/BSDS500", True), ("natural:/data/my_photos", False), ("fashion-mnist", False)],
+)
+def test_card_names_the_training_data_and_its_licence(tiny_model, data, terms) -> None:
+    tiny_model.metadata = {"data": {"name": data, "photographs": ["a", "b"]}, "steps": 3}
+    card = model_card(tiny_model, {}, "held-out crops", provisional=False)
+    assert f"| training data | `{data}`, crops of 2 photographs |" in card
+    assert ("non-commercial research and educational use only" in card) is terms

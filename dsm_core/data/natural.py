@@ -116,6 +116,25 @@ NATURAL_TEST_PHOTOS = (
 )
 
 
+# Terms of photo folders whose licence restricts the use of weights trained on them, by the
+# folder's name (``natural:<folder>``); model cards quote them (``training_data_terms``).
+PHOTO_FOLDER_TERMS = {
+    "bsds500": (
+        "trained on BSDS500 (Arbeláez, Maire, Fowlkes, Malik, TPAMI 2011), whose images are "
+        "licensed for non-commercial research and educational use only; so are these weights"
+    ),
+}
+
+
+def training_data_terms(data_name: str) -> str | None:
+    """The licence line of a training set named ``natural:<folder>`` whose folder is in
+    ``PHOTO_FOLDER_TERMS`` (matched by the folder's last component), else None."""
+    if not data_name.startswith("natural:"):
+        return None
+    folder = Path(data_name.removeprefix("natural:")).name.lower()
+    return PHOTO_FOLDER_TERMS.get(folder)
+
+
 def natural_photo_names(split: str, grayscale: bool = True) -> tuple[str, ...]:
     """Names of the photographs of a split ("train" or "test"), in NATURAL_PHOTOS order.
 
