@@ -116,7 +116,10 @@ class BaseEnergy(DenoisingModel):
         self.metadata: dict = {}
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Unnormalised energy in nats, y (B, *image_shape), t (B,) >= t_min -> (B,)."""
+        """Unnormalised energy in nats, y (B, *image_shape), t (B,) >= t_min -> (B,).
+
+        With the inner-product head it is ``U(y, t) = <y, s(y, t)>/2`` (paper eq. 10), s the UNet.
+        """
         raise NotImplementedError
 
     def energy(self, y: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:

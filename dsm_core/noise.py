@@ -1,4 +1,4 @@
-"""The noise process y = x + sqrt(t) z (paper eq. 1): noise levels, grids, batching, the denoiser.
+"""The noise process y = x + sqrt(t) z (paper §2.1): noise levels, grids, batching, the denoiser.
 
 ``t`` is the noise variance per pixel everywhere. This module is the one owner of adding noise,
 of turning a noise level into a checked (B,) batch and broadcasting it over images, of the grids
@@ -75,7 +75,7 @@ def per_image(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def add_noise(x: torch.Tensor, t: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
-    """y = x + sqrt(t) z (paper eq. 1).
+    """y = x + sqrt(t) z (paper §2.1; written out under eq. 42).
 
     Args:
         x: clean images (B, ...).
