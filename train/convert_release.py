@@ -1,9 +1,10 @@
 """Convert one of the authors' released checkpoints (model.pth.tar) into a model folder.
 
-The file is read without executing any code from it (torch.load with weights_only=True; the
-authors' own classes are replaced by inert stand-ins; references to os, subprocess, builtins, ...
-are refused). Every tensor is mapped onto our UNet, with shapes checked and none left over. K is
-taken from the checkpoint's test_perf.log_normalization_constant unless --log-norm is given.
+The file is read without executing any code from it (torch.load with weights_only=False but
+through dsm_core.safe_pickle's restricted unpickler: the authors' own classes are replaced by inert
+stand-ins; references to os, subprocess, builtins, ... are refused). Every tensor is mapped onto
+our UNet, with shapes checked and none left over. K is taken from the checkpoint's
+test_perf.log_normalization_constant unless --log-norm is given.
 
 Example:
     python train/convert_release.py --checkpoint model.pth.tar --out checkpoints/release-gray
