@@ -48,6 +48,10 @@ def batch_t(t: torch.Tensor | float, y: torch.Tensor) -> torch.Tensor:
         ValueError: wrong shape, or a value that is negative, NaN or infinite.
     """
     batch = y.shape[0]
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        # a Python number is rounded once, to y's dtype (as torch.full would): through the
+        # default float32 a float64 batch would get t = 0.1 as 0.10000000149
+        t = torch.tensor(float(t), dtype=torch.float64, device=y.device)
     try:
         t = torch.as_tensor(t, device=y.device)
     except (TypeError, ValueError, RuntimeError) as exc:

@@ -7,7 +7,7 @@ import torch
 
 from dsm_core import units
 from dsm_core.energy import BaseEnergy
-from dsm_core.noise import add_noise
+from dsm_core.noise import add_noise, batch_t
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def estimate_log_norm(
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
         z = torch.randn(xb.shape, generator=generator, device=xb.device, dtype=xb.dtype)
-        t = torch.full((xb.shape[0],), t_max, device=xb.device, dtype=xb.dtype)
+        t = batch_t(t_max, xb)
         raw.append(model.raw_energy(add_noise(xb, t_max, z), t).double())
     raw = torch.cat(raw)  # (N,)
     entropy = units.gaussian_entropy_nats(model.d, t_max + data_var)

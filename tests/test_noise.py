@@ -32,6 +32,16 @@ def test_batch_t_broadcasts_and_refuses_bad_values():
         noise.batch_t(-1.0, y)
     with pytest.raises(TypeError):
         noise.batch_t("big", y)
+    with pytest.raises(TypeError):
+        noise.batch_t(True, y)
+
+
+def test_batch_t_rounds_a_number_once_like_torch_full():
+    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        y = torch.zeros(3, 1, 2, 2, dtype=dtype)
+        for value in (0.1, 1e-9, 3.7e2, 7):
+            expected = torch.full((3,), value, dtype=dtype)
+            assert torch.equal(noise.batch_t(value, y), expected), (dtype, value)
 
 
 def test_add_noise_and_the_denoiser_invert_each_other():

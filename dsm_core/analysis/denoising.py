@@ -126,7 +126,7 @@ def denoising_psnr(
             # one draw per image, so the noise does not depend on batch_size
             z = torch.cat([randn((1, *x.shape[1:]), generator, x.dtype) for _ in range(len(xb))])
             y = add_noise(xb, t, z).to(device)
-            tb = torch.full((len(xb),), t, dtype=x.dtype, device=device)
+            tb = batch_t(t, y)
             if with_time:
                 _, grad_y, grad_t = model.energy_and_scores(y, tb)
                 denoised = tweedie_denoise(y, tb, grad_y).cpu()

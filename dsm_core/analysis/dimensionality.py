@@ -31,7 +31,7 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import BaseEnergy, DenoisingModel
-from dsm_core.noise import add_noise, as_t_grid
+from dsm_core.noise import add_noise, as_t_grid, batch_t
 
 DEFAULT_NUM_NOISE = 100
 
@@ -175,8 +175,8 @@ def dimensionality_curves(
         for _, xb, zb in _row_batches(x, num_noise, batch_size_for(model.d, batch_size), generator):
             xb, zb = xb.to(device), zb.to(device)
             n = xb.shape[0]
-            tb = torch.full((n,), t, dtype=xb.dtype, device=device)
             y = add_noise(xb, t, zb)
+            tb = batch_t(t, y)
             if has_energy:
                 e, grad_y, grad_t = model.energy_and_scores(y, tb)
             else:
@@ -268,7 +268,7 @@ def effective_energy_nats(
                 x, num_noise, batch_size_for(model.d, batch_size), generator
             ):
                 y = add_noise(xb.to(device), t, zb.to(device))
-                e = model.energy(y, torch.full((y.shape[0],), t, dtype=y.dtype, device=device))
+                e = model.energy(y, batch_t(t, y))
                 total.index_add_(0, idx, e.double().cpu())
         out[:, j] = total / num_noise
         if progress is not None:

@@ -49,6 +49,7 @@ from dsm_core.analysis._common import (
 from dsm_core.analysis.dimensionality import dimensionality_curves
 from dsm_core.energy import BaseEnergy, DenoisingModel
 from dsm_core.flow import State, in_log_t, integrate_adaptive, ode_step
+from dsm_core.noise import batch_t
 
 Prior = Literal["gaussian", "model"]
 DEFAULT_T_MIN = 1e-9
@@ -137,7 +138,7 @@ def _velocity(
     """
     with torch.enable_grad():
         y = x.detach().requires_grad_(True)
-        t_b = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+        t_b = batch_t(t, y)
         _, grad_y, _ = model.energy_and_scores(y, t_b, create_graph=True)
         if probes is None:
             laplacian = torch.zeros(1, x.shape[0], dtype=torch.float64, device=x.device)
@@ -473,7 +474,7 @@ def sde_nll_nats(
             xi = torch.cat([randn((1, *x.shape[1:]), g, x.dtype) for g in generators]).to(device)
             increment = math.sqrt(dt) * xi
             state = state + increment
-            t_b = torch.full((n,), ts[k], dtype=x.dtype, device=device)
+            t_b = batch_t(ts[k], state)
             grad_y = model.grad_y(state, t_b).detach()  # at the end of the increment
             grad_sq = grad_y.flatten(1).double().square().sum(1)
             ito_sum += (grad_y * increment).flatten(1).sum(1).double() - 0.5 * dt * grad_sq
