@@ -29,6 +29,7 @@ from dsm_core.checkpoint import (
     ModelSource,
     load_model_folder,
     resolve_source,
+    source_key,
 )
 from dsm_core.images import DecodedImage, TiledImage, decode_upload, pixels_to_tensor
 from dsm_core.images import decode_tiles as dsm_decode_tiles
@@ -58,7 +59,7 @@ class ModelChoice:
 
     @property
     def key(self) -> str:
-        return f"{self.source}@{self.revision}" if self.revision else self.source
+        return source_key(self.source, self.revision)
 
     @property
     def is_default(self) -> bool:

@@ -417,6 +417,11 @@ class ModelSource:
     key: str
 
 
+def source_key(source: str, revision: str | None = None) -> str:
+    """A model source as the user names it: ``source``, or ``source@revision`` for a Hub one."""
+    return f"{source}@{revision}" if revision else source
+
+
 def resolve_source(source: str | Path, revision: str | None = None) -> ModelSource:
     """The one rule for "local folder or Hub id?": an existing folder is used as it is; anything
     else that looks like ``owner/name`` (one slash, not starting with ``.``, ``/`` or ``~``) is
@@ -438,8 +443,7 @@ def resolve_source(source: str | Path, revision: str | None = None) -> ModelSour
         return ModelSource(path, False, text)
     if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise ModelLoadError(f"{source}: no such model folder")
-    key = f"{text}@{revision}" if revision else text
-    return ModelSource(fetch_from_hub(text, revision), True, key)
+    return ModelSource(fetch_from_hub(text, revision), True, source_key(text, revision))
 
 
 def fetch_from_hub(repo_id: str, revision: str | None = None) -> Path:
@@ -452,7 +456,7 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> Path:
         RevisionNotFoundError,
     )
 
-    where = f"{repo_id}@{revision}" if revision else repo_id
+    where = source_key(repo_id, revision)
     try:
         path = snapshot_download(
             repo_id, revision=revision, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE, *COMPANION_FILES]
