@@ -69,6 +69,7 @@ from dsm_core.data.splits import load_training_data
 from dsm_core.energy import model_from_config
 from dsm_core.layers import GainControlNorm
 from dsm_core.losses import DualScoreLoss
+from dsm_core.noise import add_noise, batch_t
 from dsm_core.precision import compare_precisions, cpu_bf16_support, resolve_precision
 from dsm_core.train_config import TrainConfig, load_config_file
 from dsm_core.training import find_unused_parameters, train_step
@@ -399,8 +400,8 @@ def flop_study(cfg: TrainConfig, best: str, step_s: dict[str, float], batch: int
     trainer = make_trainer(sized(cfg, 32), "fp32", batch, 0)
     model = trainer.model
     x = trainer.x
-    t = torch.full((batch,), 0.01)
-    y = x + 0.1 * torch.randn_like(x)
+    t = batch_t(0.01, x)
+    y = add_noise(x, t, torch.randn_like(x))
     with FlopCounterMode(display=False) as counter:
         model.energy(y, t)
     forward = counter.get_total_flops()
