@@ -123,15 +123,25 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (horizontal + vertical) / math.prod(x.shape[1:])
 
 
-def spearman(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
-    """Spearman rank correlation of two (N,) samples (ties get average ranks)."""
+def spearman_test(
+    a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray
+) -> tuple[float, float]:
+    """Spearman rank correlation of two (N,) samples and its two-sided p-value (ties get average
+    ranks); the one rank correlation of the sparsity checks (``smoothness_check`` here, the app's
+    ``findings.sparsity_finding``)."""
     from scipy.stats import spearmanr
 
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-    return float(spearmanr(a, b).statistic)
+    result = spearmanr(a, b)
+    return float(result.statistic), float(result.pvalue)
+
+
+def spearman(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Spearman rank correlation of two (N,) samples (ties get average ranks)."""
+    return spearman_test(a, b)[0]
 
 
 @dataclass(frozen=True)
