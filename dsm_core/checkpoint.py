@@ -98,13 +98,22 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | Path, document: Any) -> None:
-    """Write ``document`` as strict, indented JSON (``json_safe``), atomically.
+def json_text(document: Any, indent: int | None = 2) -> str:
+    """``document`` as strict JSON text (``json_safe``: NaN/inf -> null), no trailing newline.
 
     Raises:
         TypeError: a value JSON cannot hold (after ``json_safe``).
     """
-    text = json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(document), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | Path, document: Any) -> None:
+    """Write ``document`` as strict, indented JSON (``json_text``), atomically.
+
+    Raises:
+        TypeError: a value JSON cannot hold (after ``json_safe``).
+    """
+    text = json_text(document) + "\n"
     write_atomic(Path(path), lambda p: p.write_text(text))
 
 
@@ -137,9 +146,7 @@ def save_model(
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     document = model_config_dict(model, metadata)
     write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
-    write_atomic(
-        folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(document, indent=2) + "\n")
-    )
+    write_json(folder / CONFIG_FILE, document)  # strict JSON: a NaN in metadata becomes null
     return folder
 
 

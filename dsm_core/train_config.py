@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from dsm_core.checkpoint import json_text
 from dsm_core.config import (
     EnergyConfig,
     LossConfig,
@@ -188,7 +189,7 @@ def load_config_file(path: str | Path, overrides: dict[str, Any] | None = None) 
 
 def config_to_json(cfg: TrainConfig) -> str:
     """The resolved config as the JSON text written to ``config.json``."""
-    return json.dumps(to_dict(cfg), indent=2) + "\n"
+    return json_text(to_dict(cfg)) + "\n"
 
 
 def validate_config(cfg: TrainConfig) -> None:

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dsm_core.checkpoint import load_model, save_model, write_atomic
+from dsm_core.checkpoint import json_text, load_model, save_model, write_atomic
 from dsm_core.config import EnergyConfig, to_dict
 from dsm_core.energy import BaseEnergy, DenoisingModel
 from dsm_core.normalization import LogNormEstimate, estimate_log_norm
@@ -104,7 +104,7 @@ def save_training_state(path: Path, state: TrainingState) -> None:
         "init_from": state.init_from,
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    metadata = {"state": json.dumps(meta)}
+    metadata = {"state": json_text(meta, indent=None)}
     write_atomic(path, lambda p: save_file(tensors, str(p), metadata=metadata))
 
 
@@ -175,7 +175,7 @@ def export_model(
 def append_log(path: Path, record: dict) -> None:
     """Append one record to a run's JSON-lines log."""
     with path.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json_text(record, indent=None) + "\n")
 
 
 def truncate_log(path: Path, step: int) -> None:

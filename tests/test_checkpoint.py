@@ -1,6 +1,7 @@
 """Model folders: exact round trip, strict refusal with clear messages, Hub cache offline."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -144,3 +145,29 @@ def test_a_folder_saved_before_the_floor_takes_its_training_range(saved):
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="t_min"):
         dc.load_model(saved)
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} in strict JSON")
+
+
+def test_config_json_is_strict_json_when_metadata_holds_nan(saved):
+    folder, model = saved
+    metadata = {"log_norm_stderr_nats": float("nan"), "bound": float("inf"), "steps": [1, 2.5]}
+    dc.save_model(model, folder, metadata=metadata)
+    document = json.loads((folder / "config.json").read_text(), parse_constant=_refuse_constant)
+    expected = {"log_norm_stderr_nats": None, "bound": None, "steps": [1, 2.5]}
+    assert document["metadata"] == expected
+    loaded = dc.load_model(folder)
+    assert loaded.metadata == expected and loaded.log_norm_nats == -321.5
+
+
+def test_a_folder_written_with_a_nan_literal_still_loads(saved):
+    folder, _ = saved
+    path = folder / "config.json"
+    document = json.loads(path.read_text())
+    document["metadata"]["log_norm_stderr_nats"] = float("nan")
+    path.write_text(json.dumps(document, indent=2))  # the old writer: a bare NaN
+    assert "NaN" in path.read_text()
+    loaded = dc.load_model(folder)
+    assert loaded.log_norm_nats == -321.5 and math.isnan(loaded.metadata["log_norm_stderr_nats"])

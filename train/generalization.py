@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from dsm_core import distributed  # noqa: E402
 from dsm_core.analysis.generalization import compare_models  # noqa: E402
-from dsm_core.checkpoint import CONFIG_FILE, load_model  # noqa: E402
+from dsm_core.checkpoint import CONFIG_FILE, load_model, write_json  # noqa: E402
 from dsm_core.data.splits import generalization_image_indices, load_split  # noqa: E402
 from dsm_core.train_config import (  # noqa: E402
     TrainConfig,
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[str(size)] = entry
         print(f"N={size}: " + json.dumps(entry))
     if distributed.get_info().is_main:
-        (base / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(base / "summary.json", summary)
         curve_plot(summary, base / "curve.png")
     distributed.destroy_process_group()
     return 0

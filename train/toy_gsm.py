@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from dsm_core.checkpoint import write_json  # noqa: E402
 from dsm_core.config import LossConfig  # noqa: E402
 from dsm_core.toy import (  # noqa: E402
     RadialMixtureEnergy,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "wall_time_s": wall_s,
     }
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(args.out / "metrics.json", metrics)
     plot(args.out, dual, single)
     print(json.dumps(metrics, indent=2))
     return metrics
