@@ -1,4 +1,5 @@
-"""The one ODE integrator of the probability flow (paper eq. 13), for likelihood and sampling.
+"""The probability-flow ODE (paper eq. 13) and the reverse dynamics: the one ODE integrator, for
+likelihood and sampling, and the reverse-SDE and Langevin update steps of the sampler.
 
 The probability-flow ODE of the variance-exploding process ``dx = dw`` is
 ``dx/dt = grad_y U(x, t) / 2``. ``analysis.estimators.ode_nll_nats`` integrates it forward from an
@@ -8,6 +9,10 @@ as score_sde's likelihood and sampler share ``sde.reverse`` and flow_matching ha
 
 A state is a tuple of tensors (e.g. ``(x,)`` or ``(x, log_det)``), and a field
 ``f(state, s) -> d state / ds`` returns a tuple of the same shapes.
+
+The stochastic samplers take one step at a time from ``grad_y U`` and a unit Gaussian draw (the
+caller draws it, so the order of draws is the caller's): ``reverse_sde_step`` (Euler-Maruyama of
+the reverse of ``dx = dw``) and ``langevin_step`` (one update of annealed Langevin dynamics).
 """
 
 import math
@@ -55,6 +60,27 @@ def ode_step(f: Field, state: State, s_a: float, s_b: float, solver: Solver) -> 
             for x, a, b, c, e in zip(state, k1, k2, k3, k4, strict=True)
         )
     raise ValueError(f"solver must be 'heun' or 'rk4', got {solver!r}")
+
+
+def reverse_sde_step(
+    x: torch.Tensor, grad_y: torch.Tensor, dt: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """One Euler-Maruyama step of the reverse VE diffusion from t down to t - dt.
+
+    ``x - dt grad_y U(x, t) + sqrt(dt) xi``, with ``grad_y`` at (x, t) and ``noise`` = xi ~ N(0, I)
+    of x's shape.
+    """
+    return x - dt * grad_y + math.sqrt(dt) * noise
+
+
+def langevin_step(
+    x: torch.Tensor, grad_y: torch.Tensor, eta: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """One Langevin update ``x - eta grad_y U(x, t) + sqrt(2 eta) xi`` at a fixed level t.
+
+    ``grad_y`` at (x, t), ``eta`` the step, ``noise`` = xi ~ N(0, I) of x's shape.
+    """
+    return x - eta * grad_y + math.sqrt(2.0 * eta) * noise
 
 
 def integrate_adaptive(

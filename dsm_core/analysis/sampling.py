@@ -16,7 +16,6 @@ At the end, ``denoise_final`` replaces the samples by ``D(x, t_min) = x - t_min 
 (Tweedie), removing the remaining noise of variance t_min.
 """
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -32,8 +31,8 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import DenoisingModel
-from dsm_core.flow import ode_step
-from dsm_core.noise import add_noise, noise_schedule, tweedie_denoise
+from dsm_core.flow import langevin_step, ode_step, reverse_sde_step
+from dsm_core.noise import add_noise, batch_t, noise_schedule, tweedie_denoise
 
 Method = Literal["reverse_sde", "langevin", "ode"]
 
@@ -54,8 +53,7 @@ def _grad(model: DenoisingModel, x: torch.Tensor, t: float, batch_size: int | No
     """grad_y U(x, t) in chunks, (N, ...) on x's device."""
     out = torch.empty_like(x)
     for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
-        t_b = torch.full((rows.stop - rows.start,), t, dtype=x.dtype, device=x.device)
-        out[rows] = model.grad_y(x[rows], t_b).detach()
+        out[rows] = model.grad_y(x[rows], batch_t(t, x[rows])).detach()
     return out
 
 
@@ -146,7 +144,7 @@ def iter_samples(
             eta = step_scale * float(t)
             for _ in range(steps_per_level):
                 noise = randn(shape, generator, dtype).to(device)
-                x = x - eta * _grad(model, x, float(t), batch_size) + math.sqrt(2.0 * eta) * noise
+                x = langevin_step(x, _grad(model, x, float(t), batch_size), eta, noise)
                 step += 1
                 item = report(t)
                 if item is not None:
@@ -157,7 +155,7 @@ def iter_samples(
             dt = t_hi - t_lo
             if method == "reverse_sde":
                 noise = randn(shape, generator, dtype).to(device)
-                x = x - dt * _grad(model, x, t_hi, batch_size) + math.sqrt(dt) * noise
+                x = reverse_sde_step(x, _grad(model, x, t_hi, batch_size), dt, noise)
             else:  # Heun for dx/dt = grad_y U / 2 (the flow of paper eq. 13), backward in t
                 (x,) = ode_step(flow, (x,), t_hi, t_lo, "heun")
             step += 1
