@@ -206,7 +206,7 @@ class ImageMeanTerm(nn.Module):
     noise of variance t per pixel adds variance t to it). For clean means ``mean_c(x) ~ N(mu_c,
     v_c)`` the noisy marginal gives, per image, ``sum_c (u_c - sqrt(H W) mu_c)^2 / (2 (H W v_c +
     t)) + ln(2 pi (H W v_c + t)) / 2`` nats: grad_y is the exact Gaussian score along each mean
-    direction, and grad_t its time score (paper eq. 5-6 for one Gaussian coordinate).
+    direction, and grad_t its time score (paper eqs. 2 and 4 for one Gaussian coordinate).
     """
 
     def __init__(self, image_shape: tuple[int, int, int], initial_var: float):
