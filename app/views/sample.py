@@ -24,8 +24,9 @@ st.markdown(
     "The gradient of the energy is a score, so the model is also a diffusion model: start from "
     "pure noise N(0, t_max I) and walk the noise level down while following ∇ log p_t "
     "(paper §A.2). Each sample is then scored by the energy, and its log p placed on the "
-    "test-set histogram; the probability-flow ODE checks that one-shot value. A small model on "
-    "a CPU makes textures rather than objects."
+    "test-set histogram; the probability-flow ODE checks that one-shot value. A small model "
+    "trained on a CPU is far from the paper's ImageNet model: compare its samples with the "
+    "test images."
 )
 
 bundle = components.require_bundle()
