@@ -3,9 +3,11 @@
 Test sets:
   own    the model folder's ``test_images.npz`` (key ``images``, uint8 (N, C, H, W)): held-out
          crops of the model's own test photographs. Its scenes (source photographs) are counted
-         from a ``labels`` array in the file, else, for the bundled "natural" data, by cutting
-         the held-out crops again (``natural_image_crops``, N = the folder's test_logp_db.npz
-         size, seed 0) and checking that they are the very same images; else "unknown".
+         from a ``labels`` array in the file (named by its ``label_names`` where present; the
+         natural test split includes Debian's lomiri-wallpapers photographs where installed),
+         else, for the bundled "natural" data, by cutting the held-out crops again
+         (``natural_image_crops``, N = the folder's test_logp_db.npz size, seed 0) and checking
+         that they are the very same images; else "unknown".
   bsds   random multi-scale crops of the 68 BSDS500 test photographs (``--bsds-dir``), read at
          run time and cut at the model's resolution by ``dsm_core.data.photo_crops`` (the crop
          routine of the natural training data; luma for a 1-channel model). Absent folder: its
@@ -57,7 +59,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -403,11 +405,16 @@ def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:
         pixels = np.ascontiguousarray(arrays["images"])
         indices = arrays["indices"] if "indices" in arrays.files else None
         labels = arrays["labels"] if "labels" in arrays.files else None
+        names = arrays["label_names"].tolist() if "label_names" in arrays.files else None
     if pixels.dtype != np.uint8 or pixels.shape[1:] != tuple(model.image_shape):
         raise ValueError(f"{path}: images {pixels.dtype} {pixels.shape}, model {model.image_shape}")
     note = f"{path} ({len(pixels)} crops)"
     if labels is not None:
-        return EvalSet("own", pixels, np.asarray(labels), note + ", scenes from its labels")
+        if names is not None:
+            note += f", scenes from its labels ({scene_counts(labels, names)})"
+        else:
+            note += ", scenes from its labels"
+        return EvalSet("own", pixels, np.asarray(labels), note)
     logp_path = model_dir / "test_logp_db.npz"
     if data_name(model) == "natural" and indices is not None and logp_path.is_file():
         with np.load(logp_path, allow_pickle=False) as arrays:
@@ -415,10 +422,8 @@ def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:
         channels, height, _ = model.image_shape
         heldout = natural_image_crops("test", height, num_heldout, 0, grayscale=channels == 1)
         if indices.max() < num_heldout and np.array_equal(heldout.images(indices), pixels):
-            names = heldout.label_names
             scenes = heldout.labels[indices]
-            values, counts = np.unique(scenes, return_counts=True)
-            counts = ", ".join(f"{names[k]} {c}" for k, c in zip(values, counts, strict=True))
+            counts = scene_counts(scenes, heldout.label_names)
             return EvalSet(
                 "own",
                 pixels,
@@ -429,6 +434,12 @@ def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:
     else:
         note += ", scenes unknown (no labels in the file)"
     return EvalSet("own", pixels, None, note)
+
+
+def scene_counts(scenes: np.ndarray, names: Sequence[str]) -> str:
+    """ "name count, ..." of integer scene labels (N,) that index ``names``."""
+    values, counts = np.unique(scenes, return_counts=True)
+    return ", ".join(f"{names[k]} {c}" for k, c in zip(values, counts, strict=True))
 
 
 def bsds_test_set(folder: Path, model: dc.BaseEnergy, per_photo: int, seed: int) -> EvalSet:

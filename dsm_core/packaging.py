@@ -5,7 +5,9 @@ A packaged model folder (API.md, "Files") holds, beside ``model.safetensors`` + 
 - ``test_logp_db.npz``: ``logp_db`` (N,) float64, log p in dB/dim of every held-out image, and
   ``indices`` (N,) int64, each image's index in the held-out dataset;
 - ``test_images.npz``: ``images`` uint8 (M, C, H, W), a sample of those images spread over the
-  range of log p (extremes included), with their ``indices`` (M,) and ``logp_db`` (M,);
+  range of log p (extremes included), with their ``indices`` (M,) and ``logp_db`` (M,); for
+  crops of photographs, also ``labels`` (M,) int64, each image's source photograph, indexing
+  ``label_names`` (P,) str, the names of the photographs the held-out images were cut from;
 - ``metrics.json``: ``nll_bits_per_dim``, ``entropy_db``, ``gumbel_loc_db``,
   ``gumbel_scale_db``, ``num_images``, ``psnr_db`` (as ``train/evaluate.py`` writes it), and
   ``nll_bits_per_dim_dequantized`` (the dequantization bound on the 8-bit NLL);
@@ -17,7 +19,7 @@ to); the readers refuse malformed files with a message naming the file and the p
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +39,7 @@ from dsm_core.checkpoint import (
     write_atomic,
     write_json,
 )
-from dsm_core.data.natural import training_data_terms
+from dsm_core.data.natural import LOMIRI_MAX_SIDE, LOMIRI_PHOTOS, training_data_terms
 from dsm_core.energy import BaseEnergy
 from dsm_core.noise import PSNR_GRID_DB
 
@@ -268,10 +270,51 @@ def _training_data_rows(metadata: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _test_photograph_rows(names: Sequence[str]) -> list[str]:
+    """The card row naming the photographs of the held-out crops, or [] when there are none."""
+    if not names:
+        return []
+    credited = sum(name in LOMIRI_PHOTOS for name in names)
+    note = f"; {credited} from Debian's lomiri-wallpapers, credited below" if credited else ""
+    return [f"| test photographs | {len(names)}{note}: {', '.join(names)} |"]
+
+
+def _photograph_credits(names: Sequence[str]) -> list[str]:
+    """A card section crediting the held-out photographs that need it (LOMIRI_PHOTOS), or []."""
+    credited = [name for name in names if name in LOMIRI_PHOTOS]
+    if not credited:
+        return []
+    lines = [
+        "## Test photographs credited",
+        "",
+        "The held-out images include crops of these photographs of Debian's lomiri-wallpapers "
+        "packages (`/usr/share/backgrounds/<photograph>`), modified: reduced to "
+        f"{LOMIRI_MAX_SIDE} px on the long side, cropped and downsampled.",
+        "",
+        "| photograph | author | licence | package |",
+        "|---|---|---|---|",
+    ]
+    for name in credited:
+        credit = LOMIRI_PHOTOS[name]
+        lines.append(
+            f"| {name}.jpg | © {credit.year} {credit.author} | "
+            f"[{credit.licence}]({credit.licence_url}) | {credit.package} |"
+        )
+    return [*lines, ""]
+
+
 def model_card(
-    model: BaseEnergy, metrics: dict[str, Any], data_description: str, provisional: bool
+    model: BaseEnergy,
+    metrics: dict[str, Any],
+    data_description: str,
+    provisional: bool,
+    test_photographs: Sequence[str] = (),
 ) -> str:
-    """A short model card (README.md) in markdown from the model and its metrics."""
+    """A short model card (README.md) in markdown from the model and its metrics.
+
+    ``test_photographs`` names the photographs the held-out images were cut from (none: not
+    crops); those of Debian's lomiri-wallpapers are credited (author, licence, package).
+    """
     c, h, w = model.image_shape
     num_params = sum(p.numel() for p in model.parameters())
     steps = (model.metadata or {}).get("steps")
@@ -292,6 +335,7 @@ def model_card(
         "| | |",
         "|---|---|",
         f"| data | {data_description} |",
+        *_test_photograph_rows(test_photographs),
         *_training_data_rows(model.metadata or {}),
         f"| images | {c} x {h} x {w} ({'grayscale' if c == 1 else 'colour'}) |",
         f"| parameters | {num_params:,} |",
@@ -316,6 +360,7 @@ def model_card(
         f"`{TEST_LOGP_FILE}` (log p of the held-out images), `{TEST_IMAGES_FILE}` (a sample of "
         f"them), `{METRICS_FILE}`.",
         "",
+        *_photograph_credits(test_photographs),
     ]
     return "\n".join(lines)
 
@@ -339,6 +384,7 @@ def package_model(
     source_folder: str | Path | None = None,
     indices: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
     num_sample_images: int = DEFAULT_NUM_SAMPLE_IMAGES,
     data_description: str = "",
     psnr_num_images: int = 0,
@@ -365,6 +411,9 @@ def package_model(
         indices: (N,) dataset indices of the images (default 0..N-1).
         labels: (N,) int scene (source photograph) or class of each image, kept with the
             sample in ``test_images.npz`` so statistics can be counted per scene; None: none.
+        label_names: the source photographs that ``labels`` index (a crop dataset's
+            ``label_names``): kept in ``test_images.npz``; the card lists those with crops among
+            the images and credits the lomiri-wallpapers ones; None: not crops of photographs.
         num_sample_images: images kept in ``test_images.npz``.
         data_description: a line for the model card ("natural test crops ...").
         psnr_num_images: images for the denoising table ``psnr_db`` of metrics.json (0: skip).
@@ -410,6 +459,8 @@ def package_model(
     sample = {"images": np.ascontiguousarray(images[keep]), "indices": indices[keep]}
     if labels is not None:
         sample["labels"] = np.asarray(labels, dtype=np.int64)[keep]
+    if label_names is not None:
+        sample["label_names"] = np.asarray(label_names, dtype=str)
     save_npz(out / TEST_IMAGES_FILE, **sample, logp_db=logp[keep])
     metrics = summary_metrics(logp, model.d)
     metrics["nll_bits_per_dim_dequantized"] = (
@@ -441,6 +492,10 @@ def package_model(
         log.info("%s exists; not overwritten (use force)", out / METRICS_FILE)
     wrote_card = force or not (out / CARD_FILE).exists()
     if wrote_card:
-        card = model_card(model, metrics, data_description, provisional)
+        photographs = []  # those with crops among the held-out images (a superset of the sample's)
+        if label_names is not None:
+            used = np.arange(len(label_names)) if labels is None else np.unique(labels)
+            photographs = [label_names[int(k)] for k in used]
+        card = model_card(model, metrics, data_description, provisional, photographs)
         write_atomic(out / CARD_FILE, lambda p: p.write_text(card))
     return PackageResult(out, logp, metrics, wrote_metrics, wrote_card)

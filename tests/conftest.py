@@ -1,9 +1,40 @@
 """Shared fixtures: tiny random-weight models and exact Gaussian oracles; CPU, seconds."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import dsm_core as dc
+from dsm_core.data import natural
+
+
+@pytest.fixture(autouse=True)
+def _no_lomiri_wallpapers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The natural test split of a machine without Debian's lomiri-wallpapers packages, so that
+    no test depends on what apt installed; their tests point LOMIRI_WALLPAPER_DIR elsewhere."""
+    monkeypatch.setattr(natural, "LOMIRI_WALLPAPER_DIR", Path("/nonexistent/lomiri-wallpapers"))
+
+
+@pytest.fixture
+def fake_lomiri_wallpapers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``fake_lomiri_wallpapers({name: (width, height)})``: writes smooth random RGB JPEGs under
+    those lomiri-wallpapers file names into a temporary folder, points LOMIRI_WALLPAPER_DIR at
+    it and returns it (the Path)."""
+
+    def make(sizes: dict[str, tuple[int, int]]) -> Path:
+        folder = tmp_path / "backgrounds"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for name, (width, height) in sizes.items():
+            low = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+            Image.fromarray(low).resize((width, height)).save(folder / f"{name}.jpg")
+        monkeypatch.setattr(natural, "LOMIRI_WALLPAPER_DIR", folder)
+        return folder
+
+    return make
 
 
 @pytest.fixture(autouse=True)

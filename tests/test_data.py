@@ -14,6 +14,7 @@ import torch
 from PIL import Image, features
 
 from dsm_core import data as D
+from dsm_core.data import natural
 
 # ------------------------------------------------------------------------------------------------
 # helpers
@@ -600,6 +601,80 @@ def test_photo_crops_is_the_natural_crop_routine() -> None:
         D.photo_crops([rgb], ["noise"], 24, 3)
     with pytest.raises(ValueError, match="one name per"):
         D.photo_crops([rgb], ["a", "b"], 8, 3)
+
+
+def test_lomiri_photographs_join_the_test_split_only(fake_lomiri_wallpapers, caplog) -> None:
+    """Installed lomiri-wallpapers photographs are test scenes (grayscale and colour), never
+    training ones; a large one is reduced to LOMIRI_MAX_SIDE on its long side when read."""
+    sizes = {
+        "seeding_by_Clements_Engelhardt": (2000, 1125),
+        "Kleiber_by_Lukas_Baubkus": (120, 96),
+        "Bridge_by_Sander_Klootwijk": (96, 160),
+    }
+    folder = fake_lomiri_wallpapers(sizes)
+    (folder / "Fossa_by_Jasper_Roks.jpg").write_bytes(b"")  # a wallpaper that is no photograph
+    in_table_order = tuple(name for name in D.LOMIRI_PHOTOS if name in sizes)
+    assert D.natural_photo_names("test") == (*D.NATURAL_TEST_PHOTOS, *in_table_order)
+    colour_test = D.natural_photo_names("test", grayscale=False)
+    assert colour_test[-3:] == in_table_order and len(colour_test) == 7 + 3
+    for grayscale in (True, False):
+        assert set(D.natural_photo_names("train", grayscale)).isdisjoint(D.LOMIRI_PHOTOS)
+    assert D.load_natural_photo("seeding_by_Clements_Engelhardt").shape == (576, 1024, 3)
+    assert D.load_natural_photo("Bridge_by_Sander_Klootwijk").shape == (160, 96, 3)  # as is
+    test = D.natural_image_crops("test", 16, 32, seed=0)
+    assert test.label_names[-3:] == in_table_order
+    assert np.bincount(test.labels, minlength=16).min() == 2  # balanced over 16 scenes
+    train = D.load_dataset("natural", "train", 16, grayscale=False, num_crops=8)
+    assert set(train.label_names).isdisjoint(D.LOMIRI_PHOTOS)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "11 of the 14" in warnings[0]  # a partial install, said once
+    assert warnings[0].endswith("(apt-get install lomiri-wallpapers-16.04)")
+
+
+def test_without_lomiri_wallpapers_the_test_split_is_the_bundled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    monkeypatch.setattr(natural, "LOMIRI_WALLPAPER_DIR", tmp_path / "absent")
+    with caplog.at_level(logging.WARNING):
+        assert D.natural_photo_names("test") == D.NATURAL_TEST_PHOTOS
+        dataset = D.natural_image_crops("test", 16, 26, seed=0)
+    assert dataset.label_names == D.NATURAL_TEST_PHOTOS
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # said once, however often the split is asked for
+    assert str(tmp_path / "absent") in warnings[0]
+    assert "apt-get install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04" in warnings[0]
+    with pytest.raises(FileNotFoundError, match="apt-get install lomiri-wallpapers-20.04"):
+        D.load_natural_photo("Kleiber_by_Lukas_Baubkus")
+
+
+INSTALLED_LOMIRI = Path("/usr/share")  # where apt installs lomiri-wallpapers-16.04 and -20.04
+
+
+@pytest.mark.skipif(
+    not (INSTALLED_LOMIRI / "doc/lomiri-wallpapers-16.04/copyright").is_file(),
+    reason="apt-get install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04",
+)
+def test_lomiri_credits_match_the_installed_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every LOMIRI_PHOTOS entry: the author, year and licence its package's copyright file
+    states, its package, and a photograph that reads as RGB, reduced to <= 1024 px."""
+    copyright_text = (INSTALLED_LOMIRI / "doc/lomiri-wallpapers-16.04/copyright").read_text()
+    stanzas = {}
+    for stanza in copyright_text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if line[:1].strip() and ": " in line
+        )
+        if "Files" in fields:
+            stanzas[fields["Files"]] = fields
+    monkeypatch.setattr(natural, "LOMIRI_WALLPAPER_DIR", INSTALLED_LOMIRI / "backgrounds")
+    for name, credit in D.LOMIRI_PHOTOS.items():
+        fields = stanzas[f"{credit.package.removeprefix('lomiri-wallpapers-')}/{name}.jpg"]
+        assert fields["License"] == credit.licence, name
+        assert credit.author in fields["Copyright"] and str(credit.year) in fields["Copyright"]
+        photo = D.load_natural_photo(name)
+        assert photo.dtype == np.uint8 and photo.ndim == 3 and max(photo.shape[:2]) == 1024, name
+        assert min(photo.shape[:2]) >= 256, name
+    assert len(D.natural_photo_names("test")) == 13 + 14
+    assert len(D.natural_photo_names("test", grayscale=False)) == 7 + 14
 
 
 # ------------------------------------------------------------------------------------------------

@@ -160,7 +160,8 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     dc.save_model(model, folder)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, *model.image_shape), dtype=np.uint8)
-    np.savez(folder / "test_images.npz", images=images, labels=np.array([0, 0, 1, 1, 2, 2]))
+    scenes = {"images": images, "labels": [0, 0, 1, 1, 2, 2], "label_names": ["a", "b", "c"]}
+    np.savez(folder / "test_images.npz", **scenes)
     photos = tmp_path / "bsds"
     photos.mkdir()
     for k in range(2):
@@ -187,6 +188,7 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     text = "\n".join(lines)
     assert "QUICK RUN" in text
     assert "test set own:" in text and "test set bsds:" in text
+    assert "scenes from its labels (a 2, b 2, c 2)" in text
     bar_lines = [line for line in lines if line.startswith("bar ")]
     assert len(bar_lines) == 13  # six per set, sampling once
     assert all(re.match(r"bar \S+/\S+: (PASS|FAIL|NOT EVALUATED)  ", line) for line in bar_lines)

@@ -174,3 +174,48 @@ def test_card_names_the_training_data_and_its_licence(tiny_model, data, terms) -
     card = model_card(tiny_model, {}, "held-out crops", provisional=False)
     assert f"| training data | `{data}`, crops of 2 photographs |" in card
     assert ("non-commercial research and educational use only" in card) is terms
+
+
+def test_card_credits_the_lomiri_test_photographs(tiny_model) -> None:
+    names = ["camera", "seeding_by_Clements_Engelhardt", "Kleiber_by_Lukas_Baubkus"]
+    card = model_card(tiny_model, {}, "held-out crops", False, test_photographs=names)
+    assert (
+        "| test photographs | 3; 2 from Debian's lomiri-wallpapers, credited below: camera, "
+        in card
+    )
+    assert (
+        "| seeding_by_Clements_Engelhardt.jpg | © 2018 Clemens Engelhardt | "
+        "[CC0-1.0](https://creativecommons.org/publicdomain/zero/1.0/) | lomiri-wallpapers-16.04 |"
+    ) in card
+    assert (
+        "| Kleiber_by_Lukas_Baubkus.jpg | © 2021 Lukas Baubkus | "
+        "[CC-BY-SA-3.0](https://creativecommons.org/licenses/by-sa/3.0/) | "
+        "lomiri-wallpapers-20.04 |"
+    ) in card
+    bundled_only = model_card(tiny_model, {}, "held-out crops", False, test_photographs=["moon"])
+    assert "| test photographs | 1: moon |" in bundled_only and "credited" not in bundled_only
+    assert "test photographs" not in model_card(tiny_model, {}, "digits", False)
+
+
+def test_packaged_test_sample_records_and_credits_its_photographs(
+    tmp_path, fake_lomiri_wallpapers
+) -> None:
+    """With lomiri-wallpapers installed, ``package_model.py --data natural`` cuts test crops from
+    them too: test_images.npz names every source photograph and the card credits them."""
+    fake_lomiri_wallpapers({"Wine_by_Jakkub_Mede": (64, 96), "free_by_Peter_Nerlich": (80, 60)})
+    sys.path.insert(0, str(ROOT / "train"))
+    try:
+        import package_model as script
+    finally:
+        sys.path.remove(str(ROOT / "train"))
+    out = tmp_path / "random"
+    arguments = ["--preset", "tiny", "--data", "natural", "--out", str(out), "--num-images", "30"]
+    assert script.main([*arguments, "--psnr-images", "0", "--num-sample-images", "30"]) == 0
+    with np.load(out / "test_images.npz") as stored:
+        names, labels = stored["label_names"].tolist(), stored["labels"]
+    assert names == [*dc.data.NATURAL_TEST_PHOTOS, "Wine_by_Jakkub_Mede", "free_by_Peter_Nerlich"]
+    assert np.bincount(labels).tolist() == [2] * 15  # every scene in the sample
+    card = (out / "README.md").read_text()
+    assert "| test photographs | 15; 2 from Debian's lomiri-wallpapers, credited below:" in card
+    assert "| Wine_by_Jakkub_Mede.jpg | © 2018 Jakub Mede | [CC-BY-4.0](" in card
+    assert "| free_by_Peter_Nerlich.jpg | © 2018 Peter Nerlich | [CC-BY-SA-4.0](" in card

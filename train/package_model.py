@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         source_folder=source_folder,
         indices=indices,
         labels=None if dataset.labels is None else dataset.labels[indices],
+        label_names=dataset.label_names if args.data.startswith("natural") else None,
         num_sample_images=args.num_sample_images,
         data_description=description,
         psnr_num_images=args.psnr_images,

@@ -10,6 +10,7 @@ from dsm_core.data.dataset import (
 )
 from dsm_core.data.load import DATASET_NAMES, load_dataset
 from dsm_core.data.natural import (
+    LOMIRI_PHOTOS,
     NATURAL_COLOR_PHOTOS,
     NATURAL_PHOTOS,
     NATURAL_TEST_PHOTOS,
@@ -46,6 +47,7 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "FASHION_MNIST_LABEL_NAMES",
     "IMAGE_EXTENSIONS",
+    "LOMIRI_PHOTOS",
     "NATURAL_COLOR_PHOTOS",
     "NATURAL_PHOTOS",
     "NATURAL_TEST_PHOTOS",

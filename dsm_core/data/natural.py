@@ -3,6 +3,7 @@
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ NATURAL_COLOR_PHOTOS = (
 # astronomical views, landscapes, textures); the training photographs come mostly from a photo
 # folder such as BSDS500 (``natural:<folder>``). The four bundled training photographs: brick and
 # grass (textures), coins (objects), rocket (the one colour photo, so colour sets have one).
+# The test split also holds the 14 LOMIRI_PHOTOS where their Debian packages are installed.
 NATURAL_TEST_PHOTOS = (
     "camera",
     "astronaut",
@@ -114,6 +116,90 @@ NATURAL_TEST_PHOTOS = (
     "ascent",
     "grace_hopper",
 )
+
+
+# Debian's lomiri-wallpapers-16.04 and lomiri-wallpapers-20.04 install their wallpapers here.
+LOMIRI_WALLPAPER_DIR = Path("/usr/share/backgrounds")
+LOMIRI_PACKAGES = ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
+# Long side (pixels) a lomiri photograph is reduced to when read. They are 1365-6028 px on the long
+# side, model crops 32-64 px: log-uniform multi-scale crops of a 6000 px photograph are mostly
+# windows onto a few hundred of its pixels, i.e. pure texture, while at <= 1024 px their scales
+# run from whole objects down to texture like the bundled photographs' (300-741 px). A reduced
+# photograph is at most 3 MB of RGB; none is cached.
+LOMIRI_MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class PhotoCredit:
+    """Who made a redistributable photograph and under which terms.
+
+    Attributes:
+        author: as the package's copyright file writes it.
+        year: the year of its copyright notice.
+        licence: an SPDX identifier (e.g. "CC-BY-4.0").
+        package: the Debian package that installs it.
+    """
+
+    author: str
+    year: int
+    licence: str
+    package: str
+
+    @property
+    def licence_url(self) -> str:
+        """The licence's deed at creativecommons.org."""
+        if self.licence == "CC0-1.0":
+            return "https://creativecommons.org/publicdomain/zero/1.0/"
+        kind, version = self.licence.removeprefix("CC-").rsplit("-", 1)
+        return f"https://creativecommons.org/licenses/{kind.lower()}/{version}/"
+
+
+# The photographs of Debian's lomiri-wallpapers packages (file stem -> credit), read from
+# LOMIRI_WALLPAPER_DIR when installed; authors, years and licences as the packages' copyright file
+# (/usr/share/doc/lomiri-wallpapers-16.04/copyright) states them. Held out: they join the test
+# split, never the train split, so shipped test samples span far more scenes and may be
+# redistributed with these credits. All are RGB. The packages' other wallpapers are graphics or
+# patterns, not photographs: Fossa, Infinite-Sea, Painting-Colors, umang, analogpattern.
+_16, _20 = LOMIRI_PACKAGES
+LOMIRI_PHOTOS: dict[str, PhotoCredit] = {
+    "Bridge_by_Sander_Klootwijk": PhotoCredit("Sander Klootwijk", 2018, "CC-BY-SA-4.0", _16),
+    "Dragonfly_by_Bolly": PhotoCredit('"Bolly"', 2018, "CC-BY-SA-4.0", _16),
+    "Kleiber_by_Lukas_Baubkus": PhotoCredit("Lukas Baubkus", 2021, "CC-BY-SA-3.0", _20),
+    "Picture_0B_by_freespace": PhotoCredit('Trevor "Freespace"', 2018, "CC-BY-4.0", _16),
+    "Picture_1A_by_freespace": PhotoCredit('Trevor "Freespace"', 2018, "CC-BY-4.0", _16),
+    "Wine_by_Jakkub_Mede": PhotoCredit("Jakub Mede", 2018, "CC-BY-4.0", _16),
+    "aitzgorri_by_Aitzol_Berasategi": PhotoCredit("Aitzol Berasategi", 2018, "CC-BY-4.0", _16),
+    "free_by_Peter_Nerlich": PhotoCredit("Peter Nerlich", 2018, "CC-BY-SA-4.0", _16),
+    "friends_by_Aitzol_Berasategi": PhotoCredit("Aitzol Berasategi", 2018, "CC-BY-4.0", _16),
+    "greentock_by_Peter_Nerlich": PhotoCredit("Peter Nerlich", 2018, "CC-BY-SA-4.0", _16),
+    "life_by_Aitzol_Berasategi": PhotoCredit("Aitzol Berasategi", 2018, "CC-BY-4.0", _16),
+    "picosdeeuropa_by_Aitzol_Berasategi": PhotoCredit("Aitzol Berasategi", 2018, "CC-BY-4.0", _16),
+    "seeding_by_Clements_Engelhardt": PhotoCredit("Clemens Engelhardt", 2018, "CC0-1.0", _16),
+    "sunset_by_Aitzol_Berasategi": PhotoCredit("Aitzol Berasategi", 2018, "CC-BY-4.0", _16),
+}
+_lomiri_folders_reported: set[Path] = set()  # one warning per folder and process
+
+
+def installed_lomiri_photos() -> tuple[str, ...]:
+    """Names of the LOMIRI_PHOTOS whose ``<name>.jpg`` is in LOMIRI_WALLPAPER_DIR, in table order.
+
+    When some are missing (the packages are not installed), logs one warning per folder and
+    process saying the natural test split goes without them and how to install them.
+    """
+    folder = LOMIRI_WALLPAPER_DIR
+    present = tuple(name for name in LOMIRI_PHOTOS if (folder / f"{name}.jpg").is_file())
+    if len(present) < len(LOMIRI_PHOTOS) and folder not in _lomiri_folders_reported:
+        _lomiri_folders_reported.add(folder)
+        packages = sorted({c.package for n, c in LOMIRI_PHOTOS.items() if n not in present})
+        logger.warning(
+            "%d of the %d lomiri-wallpapers test photographs are not in %s: the natural test "
+            "split goes without them (apt-get install %s)",
+            len(LOMIRI_PHOTOS) - len(present),
+            len(LOMIRI_PHOTOS),
+            folder,
+            " ".join(packages),
+        )
+    return present
 
 
 # Terms of photo folders whose licence restricts the use of weights trained on them, by the
@@ -136,28 +222,61 @@ def training_data_terms(data_name: str) -> str | None:
 
 
 def natural_photo_names(split: str, grayscale: bool = True) -> tuple[str, ...]:
-    """Names of the photographs of a split ("train" or "test"), in NATURAL_PHOTOS order.
+    """Names of the photographs of a split ("train" or "test"): NATURAL_PHOTOS order, then the
+    installed LOMIRI_PHOTOS in the test split (:func:`installed_lomiri_photos`).
 
-    Grayscale sets use all 17 photographs (4 train, 13 test); colour sets use only the RGB ones
-    (1 train, 7 test), since replicated gray photographs are not colour images.
+    Grayscale sets use all 17 bundled photographs (4 train, 13 test); colour sets use only the
+    RGB ones (1 train, 7 test), since replicated gray photographs are not colour images. The 14
+    lomiri photographs (RGB) join both kinds of test split when installed: 27 or 21 test scenes.
     """
     is_test = normalize_split(split) == "test"
-    return tuple(
+    bundled = tuple(
         name
         for name, _ in NATURAL_PHOTOS
         if (name in NATURAL_TEST_PHOTOS) == is_test and (grayscale or name in NATURAL_COLOR_PHOTOS)
     )
+    return bundled + installed_lomiri_photos() if is_test else bundled
 
 
 def load_natural_photo(name: str) -> np.ndarray:
-    """One bundled photograph as shipped: uint8 (H, W) gray or (H, W, 3) RGB."""
+    """One photograph of the natural set: uint8 (H, W) gray or (H, W, 3) RGB.
+
+    A bundled one as shipped; a lomiri one read from LOMIRI_WALLPAPER_DIR, reduced to
+    LOMIRI_MAX_SIDE pixels on its long side.
+
+    Raises:
+        ValueError: an unknown name.
+        FileNotFoundError: a lomiri photograph whose package is not installed.
+    """
+    if name in LOMIRI_PHOTOS:
+        path = LOMIRI_WALLPAPER_DIR / f"{name}.jpg"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing (apt-get install {LOMIRI_PHOTOS[name].package})"
+            )
+        return _read_photo_file(path, LOMIRI_MAX_SIDE)
     loaders = dict(NATURAL_PHOTOS)
     if name not in loaders:
-        raise ValueError(f"unknown photograph {name!r}; choose from {sorted(loaders)}")
+        raise ValueError(
+            f"unknown photograph {name!r}; choose from {sorted(loaders) + sorted(LOMIRI_PHOTOS)}"
+        )
     photo = np.asarray(loaders[name]())
     if photo.dtype != np.uint8 or photo.ndim not in (2, 3):
         raise ValueError(f"photograph {name}: unexpected {photo.dtype} {photo.shape}")
     return photo
+
+
+def _read_photo_file(path: Path, max_side: int | None = None) -> np.ndarray:
+    """An image file as uint8 (H, W) or (H, W, 3): EXIF orientation applied, 8-bit L or RGB.
+
+    With ``max_side``, reduced (never enlarged) to fit max_side x max_side before anything else
+    is decoded: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (no less than twice the target) and
+    then resized with Lanczos (PIL's ``thumbnail``).
+    """
+    with Image.open(path) as opened:
+        if max_side is not None:
+            opened.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return np.asarray(to_8bit_gray_or_rgb(ImageOps.exif_transpose(opened)))
 
 
 def read_photo_folder(
@@ -181,8 +300,7 @@ def read_photo_folder(
     )
     photos, names = [], []
     for path in paths:
-        with Image.open(path) as opened:
-            pixels = np.asarray(to_8bit_gray_or_rgb(ImageOps.exif_transpose(opened)))
+        pixels = _read_photo_file(path)
         if grayscale or pixels.ndim == 3:
             photos.append(pixels)
             names.append(path.stem)
@@ -209,7 +327,7 @@ def natural_image_crops(
     (:func:`iterate_batches`).
 
     Args:
-        split: "train" or "test" (the held-out NATURAL_TEST_PHOTOS).
+        split: "train" or "test" (the held-out NATURAL_TEST_PHOTOS and installed LOMIRI_PHOTOS).
         resolution: R.
         num_crops: N.
         seed: the result is a deterministic function of (split, resolution, num_crops, seed,
