@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from dsm_core.config import EnergyConfig, from_dict, to_dict
 from dsm_core.energy import EnergyModel, ScoreModel, model_from_config
+from dsm_core.unet import min_parameters
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ _CONFIG_KEYS = {"format", "model", "log_norm_nats", "metadata"}
 MAX_PARAMETERS = 64_000_000
 MAX_IMAGE_SIZE = 4096
 MAX_JSON_BYTES = 1_000_000
+MAX_BLOCK_LAYERS = 64  # layers per UNet block (the presets have 2 or 3)
 MAX_HEADER_BYTES = 16_000_000  # a safetensors header (names, shapes, offsets)
 COMPANION_MAX_BYTES = {
     "test_logp_db.npz": 64_000_000,
@@ -196,12 +198,23 @@ def read_json_object(path: Path, error: type[Exception], max_bytes: int = MAX_JS
     return document
 
 
+def _shown(value: int | float, spec: str = "") -> str:
+    """A config value for a one-line message; an integer of more than 30 digits as ``~10**N``."""
+    if isinstance(value, int) and value.bit_length() > 100:
+        sign = "-" if value < 0 else ""
+        return f"{sign}~10**{int((value.bit_length() - 1) * math.log10(2))}"
+    return format(value, spec)
+
+
 def check_config_values(config: EnergyConfig, where: str = "config") -> None:
     """Refuse values that would give NaN or nonsense before anything is built.
 
     Every number must be finite, every integer and ``t_min`` >= 0; ``image_size`` (at most
-    ``MAX_IMAGE_SIZE``), ``data_var``, ``channels``, ``base_width`` and ``kernel_size`` positive;
-    ``2 ** num_scales`` at most ``image_size``.
+    ``MAX_IMAGE_SIZE``), ``data_var``, ``channels``, ``base_width``, ``num_scales``,
+    ``embed_dim`` and ``num_frequencies`` positive; ``kernel_size`` odd (a "same" convolution);
+    the encoder, middle and decoder blocks 2 to ``MAX_BLOCK_LAYERS`` layers; ``2 ** num_scales``
+    at most ``image_size``. Widths are capped later, by the parameter count
+    (``expected_tensor_shapes``). Takes microseconds whatever the values (nothing is built).
 
     Raises:
         ModelLoadError: naming the field and its value.
@@ -214,10 +227,10 @@ def check_config_values(config: EnergyConfig, where: str = "config") -> None:
                 walk(value, f"{name}.")
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 continue
-            elif not math.isfinite(value):
+            elif isinstance(value, float) and not math.isfinite(value):
                 raise ModelLoadError(f"{where}: {name} = {value} is not a finite number")
             elif isinstance(value, int) and value < 0:
-                raise ModelLoadError(f"{where}: {name} = {value} must be >= 0")
+                raise ModelLoadError(f"{where}: {name} = {_shown(value)} must be >= 0")
 
     walk(config, "model.")
     positive = {
@@ -226,20 +239,34 @@ def check_config_values(config: EnergyConfig, where: str = "config") -> None:
         "model.unet.channels": config.unet.channels,
         "model.unet.base_width": config.unet.base_width,
         "model.unet.kernel_size": config.unet.kernel_size,
+        "model.unet.num_scales": config.unet.num_scales,
+        "model.unet.embed_dim": config.unet.embed_dim,
+        "model.unet.num_frequencies": config.unet.num_frequencies,
     }
     for name, value in positive.items():
         if not value > 0:
-            raise ModelLoadError(f"{where}: {name} = {value} must be positive")
+            raise ModelLoadError(f"{where}: {name} = {_shown(value)} must be positive")
+    if config.unet.kernel_size % 2 == 0:
+        raise ModelLoadError(
+            f"{where}: model.unet.kernel_size = {_shown(config.unet.kernel_size)} must be odd"
+        )
+    for block in ("encoder", "middle", "decoder"):
+        layers = getattr(config.unet, f"{block}_layers")
+        if not 2 <= layers <= MAX_BLOCK_LAYERS:
+            raise ModelLoadError(
+                f"{where}: model.unet.{block}_layers = {_shown(layers)} must be from 2 to "
+                f"{MAX_BLOCK_LAYERS}"
+            )
     if config.t_min < 0:
         raise ModelLoadError(f"{where}: model.t_min = {config.t_min} must be >= 0")
     if config.image_size > MAX_IMAGE_SIZE:
         raise ModelLoadError(
-            f"{where}: model.image_size = {config.image_size} is more than {MAX_IMAGE_SIZE}"
+            f"{where}: model.image_size = {_shown(config.image_size)} is more than {MAX_IMAGE_SIZE}"
         )
-    if 2**config.unet.num_scales > config.image_size:
+    if config.unet.num_scales >= config.image_size.bit_length():  # 2**num_scales > image_size
         raise ModelLoadError(
-            f"{where}: model.unet.num_scales = {config.unet.num_scales} needs images of at least "
-            f"{2**config.unet.num_scales} pixels, model.image_size is {config.image_size}"
+            f"{where}: model.unet.num_scales = {_shown(config.unet.num_scales)} needs images of "
+            f"at least 2**num_scales pixels, model.image_size is {config.image_size}"
         )
 
 
@@ -294,9 +321,19 @@ def expected_tensor_shapes(
 ) -> dict[str, tuple[int, ...]]:
     """The state dict's names and shapes a config implies, built on the meta device (no memory).
 
+    ``unet.min_parameters`` is checked against the cap first, so absurd widths are refused in
+    microseconds instead of overflowing torch's size arithmetic. Expects a config that passed
+    ``check_config_values`` (block sizes bound the build's time).
+
     Raises:
         ModelLoadError: the config cannot be built, or has more than ``max_parameters`` values.
     """
+    least = min_parameters(config.unet)
+    if least > max_parameters:
+        raise ModelLoadError(
+            f"the config describes at least {_shown(least, ',')} parameters, more than the limit "
+            f"of {max_parameters:,}; refused before allocating anything"
+        )
     try:
         with torch.device("meta"):
             skeleton = model_from_config(config)

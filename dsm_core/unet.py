@@ -35,6 +35,29 @@ def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=False)
 
 
+def min_parameters(cfg: UNetConfig) -> int:
+    """A lower bound on ``UNet(cfg)``'s parameter count, in Python integers (nothing is built).
+
+    Counts the tensors every UNet has (``num_scales`` >= 1, blocks of >= 2 layers): the
+    embedding MLP, the full-resolution convolutions into and out of decoder block 0 and encoder
+    block 0's first one, the middle block's down- and up-sampling, and one norm per layer. Any
+    field that is huge makes the bound huge, so a cap can be checked before a (meta-device)
+    build that would overflow torch's size arithmetic.
+    """
+    e, f, b, k, c = (
+        cfg.embed_dim,
+        cfg.num_frequencies,
+        cfg.base_width,
+        cfg.kernel_size,
+        cfg.channels,
+    )
+    w_mid = b * 2**cfg.num_scales
+    embedding = 2 * f * e + e * e + 2 * e
+    convs = (c * b + 2 * b * b + b * c) * k * k + 2 * (w_mid // 2) * w_mid * 4
+    layers = cfg.num_scales * (cfg.encoder_layers + cfg.decoder_layers) + cfg.middle_layers - 1
+    return embedding + convs + layers * b * (e + 2)
+
+
 class UNet(nn.Module):
     """(y (B, C, H, W), t (B,)) -> f (B, C, H, W).
 

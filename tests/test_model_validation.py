@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import time
+import tracemalloc
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import dsm_core as dc
 import dsm_core.checkpoint as ckpt
 from dsm_core.checkpoint import ModelLoadError
 from dsm_core.energy import ScoreModel
+from dsm_core.unet import min_parameters
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def test_a_huge_config_is_refused_before_allocating(folder, builds):
     with pytest.raises(ModelLoadError, match="parameters, more than the limit"):
         dc.load_model(folder)
     assert time.perf_counter() - start < 5
-    assert builds == ["meta"]
+    assert builds == []  # unet.min_parameters already exceeds the cap: nothing is built
 
 
 def test_a_wider_config_than_the_weights_is_refused_from_the_header(folder, builds, monkeypatch):
@@ -90,6 +92,54 @@ def test_out_of_range_config_values_are_refused_by_name(folder, builds, edit, me
     with pytest.raises(ModelLoadError, match=message):
         dc.load_model(folder)
     assert builds in ([], ["meta"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "base_width",
+            10**9,
+            r"at least [\d,]{20,} parameters, more than the limit of 64,000,000",
+        ),
+        ("base_width", 10**30, r"at least ~10\*\*61 parameters, more than the limit"),
+        ("embed_dim", 10**9, "parameters, more than the limit"),
+        ("num_frequencies", 10**9, "parameters, more than the limit"),
+        ("channels", 10**9, "parameters, more than the limit"),
+        ("kernel_size", 10**9 + 1, "parameters, more than the limit"),
+        ("kernel_size", 10**9, "kernel_size = 1000000000 must be odd"),
+        ("kernel_size", 0, "kernel_size = 0 must be positive"),
+        ("num_scales", 10**9, "num_scales = 1000000000 needs images of at least 2"),
+        ("num_scales", 10**400, r"num_scales = ~10\*\*399 needs images"),
+        ("num_scales", 0, "num_scales = 0 must be positive"),
+        ("embed_dim", 0, "embed_dim = 0 must be positive"),
+        ("num_frequencies", 0, "num_frequencies = 0 must be positive"),
+        ("encoder_layers", 10**9, "encoder_layers = 1000000000 must be from 2 to 64"),
+        ("middle_layers", 1, "middle_layers = 1 must be from 2 to 64"),
+        ("decoder_layers", -3, "decoder_layers = -3 must be >= 0"),
+    ],
+)
+def test_absurd_config_integers_are_refused_in_one_line_before_building(
+    folder, builds, field, value, message
+):
+    """Each was a torch traceback (overflow, IndexError) or a build of 10^9 modules (14 GB)."""
+    _edit_config(folder, lambda d: d["model"]["unet"].update({field: value}))
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=message) as caught:
+        dc.load_model(folder)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "\n" not in str(caught.value)
+    assert builds == []  # refused from the config alone: not even a meta-device build
+    assert seconds < 1 and peak < 2_000_000
+
+
+@pytest.mark.parametrize("preset", ["tiny", "natural32", "fashion28", "imagenet64"])
+def test_min_parameters_bounds_the_built_count(preset):
+    model = dc.build_energy_model(preset)
+    assert 0 < min_parameters(model.config.unet) <= sum(p.numel() for p in model.parameters())
 
 
 def test_a_score_network_needs_no_constant(tmp_path):
