@@ -349,6 +349,12 @@ def expected_tensor_shapes(
     return shapes
 
 
+def max_weights_bytes(num_parameters: int) -> int:
+    """The largest ``model.safetensors`` that ``num_parameters`` values can need, in bytes:
+    all float64, plus a header of at most ``MAX_HEADER_BYTES``."""
+    return num_parameters * 8 + MAX_HEADER_BYTES
+
+
 def check_weights_header(weights: Path, expected: dict[str, tuple[int, ...]]) -> None:
     """Compare a safetensors file's header (names, shapes, dtypes) with ``expected``; no data read.
 
@@ -359,7 +365,7 @@ def check_weights_header(weights: Path, expected: dict[str, tuple[int, ...]]) ->
     problem = describe_bad_download(weights)
     if problem is not None:
         raise ModelLoadError(f"{weights}: {problem}")
-    most = sum(math.prod(s) for s in expected.values()) * 8 + MAX_HEADER_BYTES  # float64 + header
+    most = max_weights_bytes(sum(math.prod(s) for s in expected.values()))
     size = weights.stat().st_size
     if size > most:
         raise ModelLoadError(
@@ -490,8 +496,72 @@ def resolve_source(source: str | Path, revision: str | None = None) -> ModelSour
     return ModelSource(fetch_from_hub(text, revision), True, source_key(text, revision))
 
 
+def check_hub_sizes(where: str, sizes: dict[str, int]) -> None:
+    """Refuse, before any download, files the Hub lists larger than a local folder may hold.
+
+    Args:
+        where: the source as the user named it (``owner/name@revision``), for the message.
+        sizes: file name -> size in bytes, as the Hub reports it (an LFS file's real size).
+
+    The caps are the local checks': ``MAX_JSON_BYTES`` for ``config.json``,
+    ``COMPANION_MAX_BYTES``, and for the weights ``max_weights_bytes(MAX_PARAMETERS)`` (the
+    config-specific bound is checked after download, by ``load_model_folder``).
+
+    Raises:
+        ModelLoadError: naming the file, its size and the limit.
+    """
+    limits = {
+        CONFIG_FILE: MAX_JSON_BYTES,
+        WEIGHTS_FILE: max_weights_bytes(MAX_PARAMETERS),
+        **COMPANION_MAX_BYTES,
+    }
+    for name, size in sizes.items():
+        if name in limits and size > limits[name]:
+            raise ModelLoadError(
+                f"{where}: {name} is {size:,} bytes on the Hub, more than the limit of "
+                f"{limits[name]:,}; refused before downloading"
+            )
+
+
+def hub_file_sizes(repo_id: str, revision: str | None, names: list[str]) -> dict[str, int] | None:
+    """File name -> size in bytes of ``names`` in a Hub repository (absent files left out), from
+    one metadata request (``HfApi.get_paths_info``, nothing downloaded); None when the Hub does
+    not answer (HF_HUB_OFFLINE=1, no network, a timeout).
+
+    Raises:
+        huggingface_hub's HFValidationError or HfHubHTTPError (repository or revision not found,
+            ...): the Hub answered, and ``fetch_from_hub`` says what it answered.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    try:
+        entries = HfApi().get_paths_info(repo_id, names, revision=revision)
+    except (HFValidationError, HfHubHTTPError):
+        raise
+    except Exception as exc:  # no answer; the transport's error types differ by hub version
+        log.info("no file sizes from the Hub for %s (%s); using the local cache", repo_id, exc)
+        return None
+    sizes = {}
+    for entry in entries:
+        size = getattr(entry, "size", None)  # folders have none
+        if size is not None:
+            lfs = getattr(entry, "lfs", None)
+            sizes[entry.path] = max(size, lfs.size) if lfs is not None else size
+    return sizes
+
+
 def fetch_from_hub(repo_id: str, revision: str | None = None) -> Path:
-    """Download (or find in the local cache) a model repository; honours HF_HUB_OFFLINE."""
+    """Download (or find in the local cache) a model repository; honours HF_HUB_OFFLINE.
+
+    Online, the sizes the Hub lists are checked (``check_hub_sizes``) before anything is
+    downloaded; offline or without network the cached snapshot is used as it is (its files are
+    checked on disk by ``load_model_folder``).
+
+    Raises:
+        ModelLoadError: an invalid id, no such repository or revision, a file over its size
+            limit, or no network and nothing cached.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
@@ -501,10 +571,12 @@ def fetch_from_hub(repo_id: str, revision: str | None = None) -> Path:
     )
 
     where = source_key(repo_id, revision)
+    names = [WEIGHTS_FILE, CONFIG_FILE, *COMPANION_FILES]
     try:
-        path = snapshot_download(
-            repo_id, revision=revision, allow_patterns=[WEIGHTS_FILE, CONFIG_FILE, *COMPANION_FILES]
-        )
+        sizes = hub_file_sizes(repo_id, revision, names)
+        if sizes is not None:
+            check_hub_sizes(where, sizes)
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=names)
     except HFValidationError as exc:
         raise ModelLoadError(
             f"{repo_id!r} is neither an existing folder nor a valid Hub repo id"

@@ -224,3 +224,104 @@ def test_weights_larger_than_the_config_can_need_are_refused(folder):
         file.truncate(most + 1)
     with pytest.raises(ModelLoadError, match="more than the config's"):
         dc.load_model(folder)
+
+
+def _hub(monkeypatch, listed, snapshot=None):
+    """Fake the Hub: ``get_paths_info`` answers ``listed`` (a list of entries, or an exception to
+    raise), ``snapshot_download`` returns ``snapshot`` (or fails the test); the calls in order."""
+    import huggingface_hub
+
+    calls = []
+
+    def paths_info(self, repo_id, paths, *, revision=None, **kwargs):
+        calls.append(("paths_info", repo_id, revision, tuple(paths)))
+        if isinstance(listed, BaseException):
+            raise listed
+        return listed
+
+    def snapshot_download(repo_id, *, revision=None, allow_patterns=None, **kwargs):
+        calls.append(("download", repo_id, revision))
+        if snapshot is None:
+            pytest.fail("downloaded before the sizes were checked")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "get_paths_info", paths_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls
+
+
+def _listed(sizes: dict[str, int]):
+    """Hub entries for file name -> size; .safetensors and .npz as LFS pointers of 134 bytes."""
+    from huggingface_hub.hf_api import RepoFile
+
+    entries = []
+    for name, size in sizes.items():
+        lfs = {"size": size, "oid": "0" * 64, "pointerSize": 134}
+        is_lfs = name.endswith((".safetensors", ".npz"))
+        entries.append(
+            RepoFile(
+                path=name, size=134 if is_lfs else size, oid="1" * 40, lfs=lfs if is_lfs else None
+            )
+        )
+    return entries
+
+
+SMALL = {"config.json": 900, "model.safetensors": 80_000}
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ({"model.safetensors": 10**12}, "model.safetensors is 1,000,000,000,000 bytes on the Hub"),
+        ({"config.json": 2_000_000}, "config.json is 2,000,000 bytes on the Hub"),
+        ({"test_images.npz": 64_000_001}, "test_images.npz is 64,000,001 bytes on the Hub"),
+        ({"README.md": 1_000_001}, "README.md is 1,000,001 bytes on the Hub"),
+    ],
+)
+def test_hub_files_over_their_caps_are_refused_before_downloading(monkeypatch, sizes, message):
+    calls = _hub(monkeypatch, _listed({**SMALL, **sizes}))
+    with pytest.raises(ModelLoadError, match=f"someone/dsm@v1: {message}.*refused before"):
+        dc.load_model("someone/dsm", revision="v1")
+    assert [c[0] for c in calls] == ["paths_info"]
+    assert set(calls[0][3]) == {ckpt.WEIGHTS_FILE, ckpt.CONFIG_FILE, *ckpt.COMPANION_FILES}
+
+
+def test_the_hub_weights_cap_is_the_local_one():
+    assert ckpt.max_weights_bytes(ckpt.MAX_PARAMETERS) == 64_000_000 * 8 + ckpt.MAX_HEADER_BYTES
+    limit = ckpt.max_weights_bytes(ckpt.MAX_PARAMETERS)
+    ckpt.check_hub_sizes("a/b", {ckpt.WEIGHTS_FILE: limit, "other.bin": 10**15})
+    with pytest.raises(ModelLoadError, match=f"more than the limit of {limit:,}"):
+        ckpt.check_hub_sizes("a/b", {ckpt.WEIGHTS_FILE: limit + 1})
+
+
+def test_hub_files_within_their_caps_are_downloaded_and_loaded(monkeypatch, folder):
+    calls = _hub(monkeypatch, _listed(SMALL), folder)
+    model = dc.load_model("someone/dsm", revision="v1")
+    assert model.source == "someone/dsm@v1" and model.log_norm_nats == -12.5
+    assert [c[0] for c in calls] == ["paths_info", "download"] and calls[1][2] == "v1"
+
+
+@pytest.mark.parametrize("error", ["offline", "no network"])
+def test_without_an_answer_from_the_hub_the_cache_is_used_as_before(monkeypatch, folder, error):
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    class ConnectError(Exception):  # the transport's own type (requests, httpx or httpx2)
+        pass
+
+    raised = OfflineModeIsEnabled("HF_HUB_OFFLINE=1") if error == "offline" else ConnectError()
+    calls = _hub(monkeypatch, raised, folder)
+    assert dc.load_model("someone/dsm").source == "someone/dsm"
+    assert [c[0] for c in calls] == ["paths_info", "download"]
+
+
+def test_a_hub_answer_about_the_repository_is_reported_without_downloading(monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    class Missing(RepositoryNotFoundError):
+        def __init__(self):  # the real one needs an HTTP response
+            Exception.__init__(self, "404 Client Error")
+
+    calls = _hub(monkeypatch, Missing())
+    with pytest.raises(ModelLoadError, match="'someone/absent' not found"):
+        dc.load_model("someone/absent")
+    assert [c[0] for c in calls] == ["paths_info"]
