@@ -14,6 +14,7 @@ checked from their .npy header the same way. Nothing is ever unpickled.
 
 import io
 import math
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -405,6 +406,7 @@ def decode_array(
     data: bytes,
     suffix: str,
     *,
+    name: str | None = None,
     index: int = 0,
     max_elements: int = DEFAULT_MAX_ARRAY_ELEMENTS,
 ) -> DecodedImage:
@@ -420,6 +422,8 @@ def decode_array(
     Args:
         data: the file's bytes.
         suffix: ".npy" or ".npz" (any case).
+        name: the user's file name, which messages use where the readers name the server's
+            temporary copy; None: "the file".
         index: which image of a stack.
         max_elements: refuse arrays with more values than this (checked from the header).
 
@@ -434,10 +438,13 @@ def decode_array(
     with tempfile.TemporaryDirectory(prefix="dsm_upload_") as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
+        shown = "the file" if name is None else name
         try:
             shapes = _array_member_shapes(path)
         except Exception as exc:  # bad zip, bad header, encryption, unknown compression, ...
-            raise ImageLoadError(f"not a readable {suffix} file ({_one_line(exc, tmp)})") from exc
+            raise ImageLoadError(
+                f"not a readable {suffix} file ({_one_line(exc, path, shown)})"
+            ) from exc
         if not shapes:
             raise ImageLoadError(f"the {suffix} file holds no arrays")
         for member, shape in shapes.items():
@@ -467,25 +474,36 @@ def decode_array(
         except ImageLoadError:
             raise
         except Exception as exc:  # ValueError for bad values; zip/zlib errors for broken data
-            raise ImageLoadError(f"cannot read the array ({_one_line(exc, tmp)})") from exc
+            raise ImageLoadError(f"cannot read the array ({_one_line(exc, path, shown)})") from exc
         if not 0 <= index < len(dataset):
             raise ImageLoadError(f"image {index} does not exist; the array holds {len(dataset)}")
         pixels = dataset[index]  # (C, H, W) uint8, a copy
+        source_mode = _as_user_named(str(dataset.name), path, shown)
     c, h, w = pixels.shape
     notes = [f"array of {len(dataset)} image(s) of {c}x{h}x{w}: using image {index}"]
     return DecodedImage(
         pixels=np.ascontiguousarray(pixels),
         source_format=suffix[1:],
-        source_mode=str(dataset.name),
+        source_mode=source_mode,
         num_frames=len(dataset),
         frame=index,
         notes=tuple(notes),
     )
 
 
-def _one_line(exc: BaseException, tmp: str) -> str:
-    """An exception as one line for the user: its type and first line, server paths removed."""
-    text = str(exc).replace(f"{tmp}/", "").replace(tmp, "").strip().splitlines()
+def _as_user_named(text: str, path: Path, shown: str) -> str:
+    """``text`` with the temporary copy ``path`` (full, or its name) replaced by the user's file
+    name ``shown``, and any other mention of its folder removed (one pass, so a ``shown`` that
+    contains the temporary name is left as it is)."""
+    copy = f"{re.escape(str(path))}|{re.escape(path.name)}"
+    pattern = f"(?P<copy>{copy})|{re.escape(str(path.parent))}/?"
+    return re.sub(pattern, lambda match: shown if match["copy"] else "", text)
+
+
+def _one_line(exc: BaseException, path: Path, shown: str) -> str:
+    """An exception as one line for the user: its type and first line, the temporary copy
+    ``path`` named as the user's file ``shown``, no server path."""
+    text = _as_user_named(str(exc), path, shown).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
@@ -510,7 +528,7 @@ def decode_upload(
     suffix = Path(name).suffix.lower()
     try:
         if suffix in ARRAY_SUFFIXES:
-            return decode_array(data, suffix, index=index, max_elements=max_elements)
+            return decode_array(data, suffix, name=name, index=index, max_elements=max_elements)
         if suffix not in IMAGE_SUFFIXES:
             raise ImageLoadError(
                 f"unsupported file type {suffix or '(no suffix)'!r}; accepted: "

@@ -18,6 +18,7 @@ from dsm_core.images import (
     DEFAULT_MAX_DECODED_PIXELS,
     IMAGE_SUFFIXES,
     ImageLoadError,
+    decode_array,
     decode_image,
     decode_upload,
 )
@@ -120,6 +121,45 @@ def test_damaged_files_give_one_line_errors_only(name, data):
             message = str(exc)
             assert message and "\n" not in message, (seed, message)
             assert "dsm_upload_" not in message and "/tmp" not in message, message
+            assert "upload.np" not in message, message  # the server's copy of the file
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+ARRAY_FAULTS = {
+    "object": (samples.npz_object(), "object array"),
+    "several arrays": (_npz(a=np.zeros((2, 8, 8)), b=np.zeros((2, 8, 8))), "several arrays"),
+    "floats above 1": (samples.npy(np.full((5, 8, 8), 7.5)), "float values in"),
+    "non-finite": (samples.npy(np.full((5, 8, 8), np.nan)), "non-finite values"),
+    "1-d": (samples.npy(np.zeros(10)), "expected images"),
+    "complex": (samples.npy(np.zeros((5, 8, 8), complex)), "unsupported dtype"),
+}
+
+
+@pytest.mark.parametrize("name", ["holiday.NPY", "my_upload.npz"])
+@pytest.mark.parametrize("fault", ARRAY_FAULTS)
+def test_array_errors_name_the_users_file_not_the_servers_copy(fault, name):
+    """The readers name the file they read, which is a temporary copy ("upload.npy")."""
+    data, message = ARRAY_FAULTS[fault]
+    suffix = ".npz" if data[:2] == b"PK" else ".npy"
+    name = Path(name).stem + suffix
+    with pytest.raises(ImageLoadError, match=message) as info:
+        decode_upload(data, name)
+    text = str(info.value)
+    assert f"{name}:" in text and text.count(name) == 1, text  # "my_upload" not replaced again
+    assert "dsm_upload_" not in text and "/tmp" not in text and "\n" not in text, text
+    assert text.replace(name, "").count("upload.") == 0, text
+
+
+def test_unnamed_array_errors_say_the_file_and_stacks_keep_the_users_name():
+    with pytest.raises(ImageLoadError, match=r"\(ValueError: the file: non-finite values\)"):
+        decode_array(ARRAY_FAULTS["non-finite"][0], ".npy")
+    decoded = decode_upload(samples.npz_stack(5), "scans.npz")
+    assert decoded.num_frames == 5 and decoded.source_mode == "array:scans.npz"
 
 
 @pytest.mark.parametrize("data", _zip_variants()[:2], ids=["encrypted", "compression-99"])
