@@ -9,6 +9,7 @@ from app import charts, components, loading
 from dsm_core import participation_ratio, units
 from dsm_core.analysis import (
     dequantized_nll_bits_per_dim,
+    dimensionality_finding,
     logp_map,
     noise_level_figure,
     percentile_of,
@@ -386,9 +387,11 @@ with tabs[2]:
         "**The paper** (§3.3, Fig. 5): for y = x + √t z, the **effective log p** −E[U(y, t) | x] "
         "stays flat while the noise is smaller than the local support around x, then falls to the "
         "test-set mean; the **effective dimensionality** d_eff(x, t) = E‖x − D(y, t)‖² / t "
-        "(eq. 11) vanishes at large t and reaches d at small t; probable images have "
-        "lower-dimensional neighbourhoods. Curves: this image and three test images (the least, "
-        "median and most probable of the sample); dashed: the average over test images."
+        "(eq. 11) vanishes at large t and reaches d at small t; and over t in [10⁻⁹, 10⁻²], "
+        "*higher-probability images have lower-dimensional neighborhoods, even at relatively "
+        "small scales, while lower-probability images have nearly full-dimensional "
+        "neighborhoods*. Curves: this image and three test images (the least, median and most "
+        "probable of the sample); dashed: the average over test images."
     )
     cols = st.columns(4)
     num_levels = cols[0].slider("noise levels", 5, 25, 13, key="probe_curve_levels")
@@ -463,6 +466,28 @@ with tabs[2]:
             ),
             key="probe_curve_deff",
         )
+        try:
+            finding = dimensionality_finding(figure)
+        except ValueError as exc:
+            st.caption(f"No test of the paper's rank finding: {exc}.")
+        else:
+            significant = int(finding.significant.sum())
+            components.verdict(
+                finding.agrees,
+                f"Over the {finding.num_images} images (the {len(labels)} curves and the "
+                f"{average_count} test images of the average), Spearman's rank correlation of "
+                f"log p with d_eff is negative and significant (p < 0.05) at {significant} of "
+                f"the {len(finding.ts)} levels t in [{finding.ts[0]:.1e}, {finding.ts[-1]:.1e}] "
+                f"(ρ from {finding.spearman.min():+.2f} to {finding.spearman.max():+.2f})"
+                + (
+                    ": more probable images have lower-dimensional neighbourhoods."
+                    if finding.agrees
+                    else ": not at most of them."
+                )
+                + f" d_eff / d is {finding.d_eff_fraction_smallest:.2f} at "
+                f"t = {finding.t_smallest:.0e} and {finding.d_eff_fraction_largest:.2f} at "
+                f"t = {finding.t_largest:.0e} (the paper: ≈ 1 at small t, ≈ 0 at large t).",
+            )
         below = figure.below_trained
         if trained.t_min is None:
             st.caption("This model folder does not record the noise range it was trained on.")

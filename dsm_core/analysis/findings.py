@@ -16,6 +16,8 @@ next to the number that supports or contradicts it.
   given images, within the ODE's error and the disagreement seen on the model's test images?
 - ``noise_level_figure``: log p and d_eff against t for several images and a test-set average,
   with the trained noise range (Fig. 5).
+- ``dimensionality_finding``: do more probable images have lower-dimensional neighbourhoods
+  (Fig. 5 right)? Spearman's rank correlation of log p with d_eff at each trained t <= 1e-2.
 """
 
 import math
@@ -44,6 +46,9 @@ LOW_PROBABILITY_PERCENTILE = 100.0 / 3.0
 PAPER_CONTRAST_B = (
     0.5  # Fig. 4 middle: the slice b = 1/2, where a x + b stays in [0, 1] for a <= 1/2
 )
+# Fig. 5: "a sizable range of scales t in [1e-9, 1e-2] where almost the entire range of
+# dimensionalities coexist"; the rank test of dimensionality_finding runs up to this t.
+PAPER_DIMENSIONALITY_T_MAX = 1e-2
 
 
 # ------------------------------------------------------------------------------ Fig. 3: Gumbel
@@ -437,8 +442,12 @@ class NoiseLevelFigure:
         logp_db: effective log p -E[U(y, t) | x] of each image, dB/dim (K, T).
         d_eff: effective dimensionality (eq. 11) of each image (K, T).
         d_eff_stderr: its Monte Carlo standard error (K, T).
-        mean_logp_db: average over the reference images (T,) (NaN without them).
-        mean_d_eff: average d_eff over the reference images (T,).
+        clean_logp_db: log p(x) = -U(x, 0) of each image, dB/dim (K,) (a model with a floor
+            t_min evaluates it there).
+        reference_logp_db: effective log p of each reference image, dB/dim (M, T) (one noise
+            draw each; M = 0 without them).
+        reference_d_eff: d_eff of each reference image (M, T).
+        reference_clean_logp_db: log p(x) of each reference image, dB/dim (M,).
         trained: the trained noise range.
         d: dimension of one image.
     """
@@ -447,10 +456,22 @@ class NoiseLevelFigure:
     logp_db: np.ndarray
     d_eff: np.ndarray
     d_eff_stderr: np.ndarray
-    mean_logp_db: np.ndarray
-    mean_d_eff: np.ndarray
+    clean_logp_db: np.ndarray
+    reference_logp_db: np.ndarray
+    reference_d_eff: np.ndarray
+    reference_clean_logp_db: np.ndarray
     trained: NoiseRange
     d: int
+
+    @property
+    def mean_logp_db(self) -> np.ndarray:
+        """Average effective log p over the reference images (T,) (NaN without them)."""
+        return _reference_mean(self.reference_logp_db)
+
+    @property
+    def mean_d_eff(self) -> np.ndarray:
+        """Average d_eff over the reference images (T,) (NaN without them)."""
+        return _reference_mean(self.reference_d_eff)
 
     @property
     def below_trained(self) -> np.ndarray:
@@ -466,6 +487,13 @@ class NoiseLevelFigure:
         return self.d_eff - self.d > 2.0 * self.d_eff_stderr
 
 
+def _reference_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the rows of (M, T) values; NaN (T,) when M = 0."""
+    if values.shape[0] == 0:
+        return np.full(values.shape[1], math.nan)
+    return values.mean(axis=0)
+
+
 def noise_level_figure(
     model: BaseEnergy,
     x: torch.Tensor,
@@ -476,8 +504,8 @@ def noise_level_figure(
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
 ) -> NoiseLevelFigure:
-    """Fig. 5: effective log p and d_eff of images x against t, and their average over
-    ``reference`` images (one noise draw each, as the paper's test-set average).
+    """Fig. 5: effective log p and d_eff of images x against t, and of ``reference`` images
+    (one noise draw each, averaged as the paper's test-set average), with every image's log p.
 
     Args:
         model: a normalised energy model.
@@ -500,23 +528,102 @@ def noise_level_figure(
     curves = dimensionality_curves(
         model, x, ts, num_noise=num_noise, generator=generator, progress=stage(0)
     )
-    nan = np.full(len(ts), math.nan)
-    mean_logp, mean_d_eff = nan, nan
+    reference_logp = reference_d_eff = np.empty((0, len(ts)))
+    reference_clean = np.empty(0)
     if reference is not None:
         average = dimensionality_curves(
             model, reference, ts, num_noise=1, generator=generator, progress=stage(len(ts))
         )
-        mean_logp = average.effective_logp_db.mean(dim=0).numpy()
-        mean_d_eff = average.d_eff_denoiser.mean(dim=0).numpy()
+        reference_logp = average.effective_logp_db.numpy()
+        reference_d_eff = average.d_eff_denoiser.numpy()
+        reference_clean = logp_db(model, reference).double().numpy()
     return NoiseLevelFigure(
         ts=ts.numpy(),
         logp_db=curves.effective_logp_db.numpy(),
         d_eff=curves.d_eff_denoiser.numpy(),
         d_eff_stderr=curves.d_eff_denoiser_stderr.numpy(),
-        mean_logp_db=mean_logp,
-        mean_d_eff=mean_d_eff,
+        clean_logp_db=logp_db(model, x).double().numpy(),
+        reference_logp_db=reference_logp,
+        reference_d_eff=reference_d_eff,
+        reference_clean_logp_db=reference_clean,
         trained=trained_noise_range(model),
         d=model.d,
+    )
+
+
+@dataclass(frozen=True)
+class DimensionalityFinding:
+    """Rank correlation of log p with d_eff across images, level by level (Fig. 5 right).
+
+    Attributes:
+        ts: the tested noise variances, those of the figure in [t_min, 1e-2] (L,).
+        spearman: Spearman's rank correlation of (log p(x), d_eff(x, t)) at each of them (L,).
+        p_value: its two-sided p-value (L,).
+        num_images: images ranked at each level (the figure's curves and reference images).
+        t_smallest, t_largest: the figure's smallest and largest t.
+        d_eff_fraction_smallest, d_eff_fraction_largest: mean d_eff / d over the same images at
+            those two levels (the paper: about 1 at small t, about 0 at large t).
+    """
+
+    ts: np.ndarray
+    spearman: np.ndarray
+    p_value: np.ndarray
+    num_images: int
+    t_smallest: float
+    t_largest: float
+    d_eff_fraction_smallest: float
+    d_eff_fraction_largest: float
+
+    @property
+    def significant(self) -> np.ndarray:
+        """(L,) bool: a negative correlation, significant at 5 %."""
+        return (self.spearman < 0) & (self.p_value < KS_LEVEL)
+
+    @property
+    def agrees(self) -> bool:
+        """More probable images are lower-dimensional at most tested levels: the correlation is
+        negative and significant at strictly more than half of them."""
+        return 2 * int(self.significant.sum()) > len(self.ts)
+
+
+def dimensionality_finding(figure: NoiseLevelFigure) -> DimensionalityFinding:
+    """Test Fig. 5's "higher-probability images have lower-dimensional neighborhoods, even at
+    relatively small scales, while lower-probability images have nearly full-dimensional
+    neighborhoods" (paper §3.3, over t in [1e-9, 1e-2]) on a figure's data.
+
+    The images are the figure's curves and its reference images together. At each t of the
+    figure inside the trained range [t_min, ``PAPER_DIMENSIONALITY_T_MAX`` = 1e-2] (from 0 where
+    the model does not record t_min), Spearman's rank correlation of the images' log p(x)
+    (``clean_logp_db``) with their d_eff(x, t) and its two-sided p-value
+    (``sparsity.spearman_test``, ``scipy.stats.spearmanr``; its t approximation is lenient below
+    about 10 images). The verdict agrees when rho < 0 with p < 0.05 at strictly more than half
+    of those levels. d_eff / d at the figure's smallest and largest t reports the other half of
+    the finding (d_eff reaches d at small t and vanishes at large t) as numbers.
+
+    Raises:
+        ValueError: fewer than 3 images, or no t of the figure in the tested range.
+    """
+    clean = np.concatenate([figure.clean_logp_db, figure.reference_clean_logp_db])
+    d_eff = np.concatenate([figure.d_eff, figure.reference_d_eff])  # (K + M, T)
+    if clean.size < 3:
+        raise ValueError(f"need at least 3 images to rank, got {clean.size}")
+    low = figure.trained.t_min or 0.0
+    tested = (figure.ts >= low) & (figure.ts <= PAPER_DIMENSIONALITY_T_MAX)
+    if not tested.any():
+        raise ValueError(
+            f"no noise level of the figure in [{low:.0e}, {PAPER_DIMENSIONALITY_T_MAX:.0e}]"
+        )
+    tests = [spearman_test(clean, d_eff[:, j]) for j in np.flatnonzero(tested)]
+    fraction = d_eff.mean(axis=0) / figure.d
+    return DimensionalityFinding(
+        ts=figure.ts[tested],
+        spearman=np.array([rho for rho, _ in tests]),
+        p_value=np.array([p for _, p in tests]),
+        num_images=int(clean.size),
+        t_smallest=float(figure.ts[0]),
+        t_largest=float(figure.ts[-1]),
+        d_eff_fraction_smallest=float(fraction[0]),
+        d_eff_fraction_largest=float(fraction[-1]),
     )
 
 

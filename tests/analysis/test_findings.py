@@ -1,5 +1,7 @@
 """The paper's findings as tests: each verdict follows its statistic, both ways."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -156,7 +158,90 @@ def test_noise_level_figure_marks_the_trained_range(tiny_model, tiny_images):
         tiny_model, tiny_images[2:6], ts, num_noise=1, generator=again
     )
     np.testing.assert_allclose(figure.mean_d_eff, average.d_eff_denoiser.mean(0).numpy())
+    np.testing.assert_allclose(figure.reference_d_eff, average.d_eff_denoiser.numpy())
     np.testing.assert_array_equal(figure.above_d, figure.d_eff - figure.d > 2 * figure.d_eff_stderr)
+    np.testing.assert_allclose(figure.clean_logp_db, dc.logp_db(tiny_model, tiny_images[:2]))
+    np.testing.assert_allclose(
+        figure.reference_clean_logp_db, dc.logp_db(tiny_model, tiny_images[2:6])
+    )
+    alone = findings.noise_level_figure(tiny_model, tiny_images[:2], ts, num_noise=1)
+    assert alone.reference_d_eff.shape == (0, 4) and np.isnan(alone.mean_d_eff).all()
+
+
+def _figure(clean: np.ndarray, d_eff: np.ndarray, ts: list[float], t_min: float | None):
+    """A Fig. 5 of K images with the given log p (K,) and d_eff (K, T), d = 100, no reference
+    images."""
+    empty = np.empty((0, len(ts)))
+    return findings.NoiseLevelFigure(
+        ts=np.array(ts),
+        logp_db=np.zeros_like(d_eff),
+        d_eff=d_eff,
+        d_eff_stderr=np.zeros_like(d_eff),
+        clean_logp_db=clean,
+        reference_logp_db=empty,
+        reference_d_eff=empty,
+        reference_clean_logp_db=np.empty(0),
+        trained=findings.NoiseRange(t_min, 1e3),
+        d=100,
+    )
+
+
+TS = [1e-8, 1e-6, 1e-4, 1e-2, 1.0, 1e3]  # tested: 1e-6, 1e-4, 1e-2 (t_min = 1e-6)
+
+
+@pytest.mark.parametrize(("sign", "agrees"), [(-1.0, True), (1.0, False)])
+def test_dimensionality_finding_ranks_log_p_against_d_eff(sign: float, agrees: bool):
+    """d_eff falls with the rank of log p at the tested levels for sign -1 (the paper), rises
+    for sign +1; the untested levels (below t_min, above 1e-2) have the opposite order, and at
+    t = 1e3 d_eff is 0."""
+    rng = np.random.default_rng(3)
+    clean = rng.normal(10.0, 3.0, 30)
+    rank = stats.rankdata(clean) / 30  # (K,) in (0, 1]
+    share = np.array([0.0, 0.2, 0.4, 0.6, 0.9, 1.0])  # (T,)
+    tested = np.array([False, True, True, True, False, False])
+    direction = np.where(tested, sign, -sign)
+    d_eff = 100 * (1 - 0.9 * share * (0.5 - direction * (rank[:, None] - 0.5)))
+    d_eff[:, -1] = 0.0
+    d_eff[:, 0] = 100.0 - sign * rank  # the untested smallest level: the opposite order
+    finding = findings.dimensionality_finding(_figure(clean, d_eff, TS, 1e-6))
+    np.testing.assert_array_equal(finding.ts, [1e-6, 1e-4, 1e-2])
+    expected = [stats.spearmanr(clean, d_eff[:, j]).statistic for j in (1, 2, 3)]
+    np.testing.assert_allclose(finding.spearman, expected)
+    np.testing.assert_allclose(finding.spearman, sign)
+    assert finding.agrees is agrees and bool(finding.significant.all()) is agrees
+    assert finding.num_images == 30
+    assert finding.t_smallest == 1e-8 and finding.t_largest == 1e3
+    assert finding.d_eff_fraction_smallest == pytest.approx(1.0, abs=0.01)
+    assert finding.d_eff_fraction_largest == 0.0
+
+
+def test_dimensionality_finding_needs_most_levels_and_uses_reference_images():
+    rng = np.random.default_rng(4)
+    clean = rng.normal(size=40)
+    d_eff = np.tile(100.0 - clean[:, None], (1, len(TS)))  # perfectly anti-correlated
+    d_eff[:, 2] = rng.normal(size=40)  # unrelated at 1e-4
+    two_of_three = findings.dimensionality_finding(_figure(clean, d_eff, TS, 1e-6))
+    assert two_of_three.agrees and two_of_three.significant.tolist() == [True, False, True]
+    d_eff[:, 1] = 100.0 + clean  # and reversed at 1e-6: one of three
+    one_of_three = findings.dimensionality_finding(_figure(clean, d_eff, TS, 1e-6))
+    assert not one_of_three.agrees and one_of_three.significant.tolist() == [False, False, True]
+    everything = findings.dimensionality_finding(_figure(clean, d_eff, TS, None))
+    assert everything.ts.tolist() == [1e-8, 1e-6, 1e-4, 1e-2]  # no t_min recorded: from 0
+    # two curves and 38 reference images rank together, as 40 curves do
+    figure = _figure(clean[:2], d_eff[:2], TS, 1e-6)
+    split = dataclasses.replace(
+        figure,
+        reference_d_eff=d_eff[2:],
+        reference_logp_db=np.zeros_like(d_eff[2:]),
+        reference_clean_logp_db=clean[2:],
+    )
+    together = findings.dimensionality_finding(split)
+    np.testing.assert_allclose(together.spearman, one_of_three.spearman)
+    assert together.num_images == 40
+    with pytest.raises(ValueError, match="at least 3 images"):
+        findings.dimensionality_finding(figure)
+    with pytest.raises(ValueError, match="no noise level"):
+        findings.dimensionality_finding(_figure(clean, d_eff, TS, 0.1))
 
 
 def test_reference_images_are_the_constant_and_uniform_noise(tiny_model):

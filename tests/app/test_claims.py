@@ -9,6 +9,7 @@ import pytest
 import torch
 import upload_samples as samples
 from app_helpers import ROOT, assert_ok, metric, new_app, plotly_specs
+from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 import dsm_core as dc
@@ -201,6 +202,51 @@ def test_probe_noise_levels_mark_the_trained_range(monkeypatch, default_model):
     assert (f"d_eff > d = {figure.d} beyond 2 standard errors" in captions) is bool(
         figure.above_d.any()
     )
+
+
+@needs_bundled
+@pytest.mark.parametrize("folder", [DEFAULT, FASHION], ids=["default", "fashion"])
+def test_probe_dimensionality_line_follows_the_rank_test(monkeypatch, folder: Path):
+    """Fig. 5's line: the paper's finding quoted as the paper's, then Spearman's rank correlation
+    of log p with d_eff at the trained levels t <= 1e-2, computed here from the figure's arrays."""
+    app = _open(monkeypatch, folder)
+    app.switch_page("views/probe.py").run()
+    app.slider(key="probe_curve_levels").set_value(5).run()
+    app.slider(key="probe_curve_draws").set_value(2).run()
+    app.slider(key="probe_curve_average").set_value(6).run()
+    app.button(key="probe_curve_run").click().run()
+    assert_ok(app)
+    model = dc.load_model(folder)
+    heldout, x = _heldout(folder, model)
+    examples = [int(v) for v in dc.packaging.rank_indices(heldout.image_logp_db, 3, "even")]
+    images = torch.cat([x[:1], x[examples]])
+    ts = np.logspace(-8, 3, 5)
+    figure = noise_level_figure(
+        model,
+        images,
+        torch.as_tensor(ts),
+        reference=x[:6],
+        num_noise=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    logp = dc.logp_db(model, torch.cat([images, x[:6]])).double().numpy()
+    d_eff = np.concatenate([figure.d_eff, figure.reference_d_eff])  # (10, T)
+    t_min = trained_noise_range(model).t_min
+    tested = [j for j, t in enumerate(ts) if t_min <= t <= 1e-2]
+    assert len(tested) == 2
+    results = [stats.spearmanr(logp, d_eff[:, j]) for j in tested]
+    significant = sum(r.statistic < 0 and r.pvalue < 0.05 for r in results)
+    rhos = [r.statistic for r in results]
+    fractions = d_eff.mean(axis=0) / model.d
+    (line,) = [v for v in _verdicts(app) if "d_eff" in v]
+    assert _says(line, bool(2 * significant > len(tested))), line
+    assert f"at {significant} of the {len(tested)} levels" in line
+    assert f"ρ from {min(rhos):+.2f} to {max(rhos):+.2f}" in line
+    assert "Over the 10 images (the 4 curves and the 6 test images" in line
+    assert f"d_eff / d is {fractions[0]:.2f} at t = 1e-08" in line
+    assert f"and {fractions[-1]:.2f} at t = 1e+03" in line
+    intro = next(m.value for m in app.markdown if "Fig. 5" in m.value)
+    assert intro.index("**The paper**") < intro.index("higher-probability images have lower-")
 
 
 @needs_bundled
