@@ -51,8 +51,10 @@ class EnergyConfig:
 
     image_size: int = 64  # square images, H = W
     unet: UNetConfig = field(default_factory=UNetConfig)
-    # inner_product: U = <y, f>/2 (release); squared_norm: U = |f|^2/2;
-    # score: no energy, f = grad_y (Table 1 baseline).
+    # inner_product: U = <y, f>/2 (release), either sign: unbounded below along any ray where
+    # <y, f> < 0; squared_norm: U = |f|^2/2 >= 0, 0 at y = 0 (bias-free network), so with
+    # mean_term the flat image of each mean is the most probable (paper §2.3 names the form and
+    # says it trains less well); score: no energy, f = grad_y (Table 1 baseline).
     head: Head = "inner_product"
     # gaussian: add the y-independent term (d/2) ln(2 pi (data_var + t)) + (d/2) g(t), g a
     # zero-initialised MLP, so the model starts as a normalised Gaussian in t (data-notes.md).

@@ -223,3 +223,44 @@ def test_mean_term_needs_an_energy_and_no_offset():
         dc.build_energy_model("tiny", mean_term="gaussian", input_offset=0.5)
     with pytest.raises(ValueError, match="score model"):
         dc.build_energy_model("tiny", head="score", mean_term="gaussian")
+
+
+def test_squared_norm_with_the_mean_term_is_bounded_by_the_flat_image(generator):
+    """With head="squared_norm" and mean_term="gaussian" the network part |f(y - mean)|^2/2 is
+    >= 0 and 0 at a flat image (a bias-free network maps 0 to 0), so for any weights no image is
+    more probable than the flat image of its channel means: the energy is bounded below off the
+    data and gradient ascent cannot climb past the best constant. With a homogeneous (ReLU,
+    eps = 0) network the network part scales as a^2 along every contrast axis mean + a (y - mean)
+    (paper App. B.2), so log p falls monotonically with contrast. The release's inner product
+    has no such bound: its network part takes both signs."""
+    torch.manual_seed(3)
+    model = dc.build_energy_model("tiny", head="squared_norm", mean_term="gaussian").double()
+    inner = dc.build_energy_model("tiny", mean_term="gaussian").double()
+    for net in (model, inner):  # weights far from their initial scale
+        for p in net.unet.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    noise = torch.rand(16, 1, 16, 16, generator=generator, dtype=torch.float64)
+    stripes = torch.arange(16, dtype=torch.float64).remainder(2).expand(16, 16)  # saturated
+    images = torch.cat([noise, 40.0 * (noise - 0.5) + 0.5, stripes.expand(1, 1, 16, 16)])
+    t = torch.tensor([1e-6, 1e-2, 1.0], dtype=torch.float64)
+    flat = images.mean(dim=(2, 3), keepdim=True).expand_as(images).contiguous()
+    with torch.no_grad():
+        for level in t:
+            above_flat = model.energy(images, level) - model.energy(flat, level)
+            assert (above_flat >= 0).all() and (above_flat[:16] > 0).all()
+            inner_above_flat = inner.energy(images, level) - inner.energy(flat, level)
+            assert (inner_above_flat < 0).any()
+    relu = dc.build_energy_model(
+        "tiny", head="squared_norm", mean_term="gaussian", nonlinearity="relu", norm_eps=0.0
+    ).double()
+    level = torch.full((16,), 1e-3, dtype=torch.float64)
+    mean = noise.mean(dim=(2, 3), keepdim=True)  # (16, 1, 1, 1); eps = 0 is 0/0 at a flat image
+    with torch.no_grad():
+        net_part = [
+            relu.raw_energy(mean + a * (noise - mean), level)
+            - relu.mean_term(mean[:, :, 0, 0], level)
+            for a in (0.5, 1.0, 2.0)
+        ]
+    assert torch.allclose(net_part[0], 0.25 * net_part[1], rtol=1e-9)
+    assert torch.allclose(net_part[2], 4.0 * net_part[1], rtol=1e-9)
+    assert (net_part[1] > 0).all()
