@@ -31,6 +31,7 @@ from dsm_core.data.readers import (
     IMAGE_FORMATS,
     npz_member_shape,
     read_array,
+    read_npy_header,
     to_8bit_gray_or_rgb,
     to_uint8,
 )
@@ -336,20 +337,11 @@ def decode_image(
     )
 
 
-def _npy_header_shape(file: io.BufferedIOBase) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(file)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(file)
-    return tuple(shape), dtype
-
-
 def _array_member_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Shapes of the arrays in a .npy (key "") or .npz file, from headers only."""
     if path.suffix == ".npy":
         with open(path, "rb") as file:
-            shape, _ = _npy_header_shape(file)
+            shape, _, _ = read_npy_header(file)
         return {"": shape}
     with zipfile.ZipFile(path) as archive:
         members = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]

@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, features
@@ -112,6 +112,21 @@ def _check_pickled_batch(batch: Any, source: Path) -> tuple[np.ndarray, np.ndarr
 # ImageNet64
 
 
+def read_npy_header(file: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy array whose header starts at ``file``'s
+    position (format 1.0 or 2.0); leaves the file at the first data byte. Reads no data.
+
+    Raises:
+        ValueError: if the bytes there are not an .npy header.
+    """
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+    return tuple(shape), fortran_order, dtype
+
+
 def npz_member_memmap(path: str | Path, member: str) -> np.memmap | None:
     """Memory-map one array of an uncompressed .npz (np.savez), or None if it is compressed.
 
@@ -134,11 +149,7 @@ def npz_member_memmap(path: str | Path, member: str) -> np.memmap | None:
             raise ValueError(f"{path}: bad zip local header for {member}")
         name_length, extra_length = struct.unpack("<HH", local_header[26:30])
         file.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
-        else:
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+        shape, fortran_order, dtype = read_npy_header(file)
         offset = file.tell()
     if dtype.hasobject:
         raise ValueError(f"{path}: member {member} is an object array; refusing (no pickles)")
@@ -152,12 +163,8 @@ def npz_member_shape(path: str | Path, member: str) -> tuple[int, ...] | None:
         if member + ".npy" not in archive.namelist():
             return None
         with archive.open(member + ".npy") as file:
-            version = np.lib.format.read_magic(file)
-            if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(file)
-            else:
-                shape, _, _ = np.lib.format.read_array_header_2_0(file)
-    return tuple(shape)
+            shape, _, _ = read_npy_header(file)
+    return shape
 
 
 def _load_npz_member(path: Path, member: str, extract_dir: Path | None) -> np.ndarray:
