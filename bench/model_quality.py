@@ -76,7 +76,7 @@ from dsm_core.analysis import (
     default_step_size,
     dequantized_nll_bits_per_dim,
 )
-from dsm_core.checkpoint import write_json
+from dsm_core.checkpoint import training_data_name, write_json
 from dsm_core.data import (
     IMAGE_EXTENSIONS,
     load_dataset,
@@ -388,12 +388,7 @@ class EvalSet:
 
 
 def data_name(model: dc.BaseEnergy) -> str:
-    meta = model.metadata or {}
-    return str(
-        (meta.get("data") or {}).get("name")
-        or meta.get("train_config", {}).get("data", {}).get("name")
-        or "unknown"
-    )
+    return training_data_name(model.metadata or {}) or "unknown"
 
 
 def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:

@@ -119,6 +119,15 @@ def write_json(path: str | Path, document: Any) -> None:
     write_atomic(Path(path), lambda p: p.write_text(text))
 
 
+def training_data_name(metadata: dict[str, Any]) -> str | None:
+    """The training data's name recorded in a model's metadata (``data.name``, else the run's
+    ``train_config.data.name``, as folders exported before ``data`` existed record it), or None."""
+    name = (metadata.get("data") or {}).get("name") or (
+        (metadata.get("train_config") or {}).get("data") or {}
+    ).get("name")
+    return str(name) if name else None
+
+
 def model_config_dict(model: EnergyModel | ScoreModel, metadata: dict | None = None) -> dict:
     """The JSON document ``config.json`` stores for a model."""
     return {

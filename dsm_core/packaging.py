@@ -36,6 +36,7 @@ from dsm_core.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     read_json_object,
+    training_data_name,
     write_atomic,
     write_json,
 )
@@ -257,14 +258,13 @@ def summary_metrics(logp_db: np.ndarray, d: int) -> dict[str, Any]:
 
 def _training_data_rows(metadata: dict[str, Any]) -> list[str]:
     """Card rows naming the training data recorded in a model's metadata, and its terms."""
-    data = metadata.get("data") or {}
-    name = data.get("name") or metadata.get("train_config", {}).get("data", {}).get("name")
-    if not name:
+    name = training_data_name(metadata)
+    if name is None:
         return []
-    photographs = data.get("photographs")
+    photographs = (metadata.get("data") or {}).get("photographs")
     shown = f"`{name}`" + (f", crops of {len(photographs)} photographs" if photographs else "")
     rows = [f"| training data | {shown} |"]
-    terms = training_data_terms(str(name))
+    terms = training_data_terms(name)
     if terms is not None:
         rows.append(f"| **licence of the training data** | {terms} |")
     return rows

@@ -171,3 +171,17 @@ def test_a_folder_written_with_a_nan_literal_still_loads(saved):
     assert "NaN" in path.read_text()
     loaded = dc.load_model(folder)
     assert loaded.log_norm_nats == -321.5 and math.isnan(loaded.metadata["log_norm_stderr_nats"])
+
+
+def test_training_data_name_reads_either_record():
+    from dsm_core.checkpoint import training_data_name
+
+    assert (
+        training_data_name({"data": {"name": "natural:/data/bsds500"}}) == "natural:/data/bsds500"
+    )
+    # folders exported before metadata had "data" record it in the run's train_config only
+    assert (
+        training_data_name({"train_config": {"data": {"name": "fashion-mnist"}}}) == "fashion-mnist"
+    )
+    assert training_data_name({"data": None, "train_config": {"data": None}}) is None
+    assert training_data_name({}) is None
