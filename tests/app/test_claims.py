@@ -168,28 +168,37 @@ def test_probe_sparsity_line_and_dequantized_bound(monkeypatch, default_model):
     assert metric(app, "NLL of the 8-bit image ≤ [bits/dim]") == f"{float(bound[0]):.3f}"
 
 
-@needs_bundled
-def test_probe_noise_levels_mark_the_trained_range(monkeypatch, default_model):
-    app = _open(monkeypatch, DEFAULT)
+def _probe_noise_curves(monkeypatch, folder: Path, model, average: int):
+    """Run the Probe page's noise-level curves (5 levels, 2 draws, ``average`` test images) and
+    compute the same figure here: (app, the images drawn (4, ...), the test images x, t grid,
+    figure)."""
+    app = _open(monkeypatch, folder)
     app.switch_page("views/probe.py").run()
     app.slider(key="probe_curve_levels").set_value(5).run()
     app.slider(key="probe_curve_draws").set_value(2).run()
-    app.slider(key="probe_curve_average").set_value(4).run()
+    app.slider(key="probe_curve_average").set_value(average).run()
     app.button(key="probe_curve_run").click().run()
     assert_ok(app)
-    heldout, x = _heldout(DEFAULT, default_model)
-    trained = trained_noise_range(default_model)
-    assert trained.t_min is not None and trained.t_max is not None
-    ts = np.logspace(-8, 3, 5)
+    heldout, x = _heldout(folder, model)
     examples = [int(v) for v in dc.packaging.rank_indices(heldout.image_logp_db, 3, "even")]
+    images = torch.cat([x[:1], x[examples]])
+    ts = np.logspace(-8, 3, 5)
     figure = noise_level_figure(
-        default_model,
-        torch.cat([x[:1], x[examples]]),
+        model,
+        images,
         torch.as_tensor(ts),
-        reference=x[:4],
+        reference=x[:average],
         num_noise=2,
         generator=torch.Generator().manual_seed(0),
     )
+    return app, images, x, ts, figure
+
+
+@needs_bundled
+def test_probe_noise_levels_mark_the_trained_range(monkeypatch, default_model):
+    app, _, _, _, figure = _probe_noise_curves(monkeypatch, DEFAULT, default_model, average=4)
+    trained = trained_noise_range(default_model)
+    assert trained.t_min is not None and trained.t_max is not None
     specs = [s for s in plotly_specs(app) if "t (per pixel)" in str(s["layout"]["xaxis"])]
     deff = next(s for s in specs if s["layout"]["title"]["text"].startswith("effective dim"))
     np.testing.assert_allclose(deff["data"][0]["y"], figure.d_eff[0], rtol=1e-6)
@@ -209,26 +218,8 @@ def test_probe_noise_levels_mark_the_trained_range(monkeypatch, default_model):
 def test_probe_dimensionality_line_follows_the_rank_test(monkeypatch, folder: Path):
     """Fig. 5's line: the paper's finding quoted as the paper's, then Spearman's rank correlation
     of log p with d_eff at the trained levels t <= 1e-2, computed here from the figure's arrays."""
-    app = _open(monkeypatch, folder)
-    app.switch_page("views/probe.py").run()
-    app.slider(key="probe_curve_levels").set_value(5).run()
-    app.slider(key="probe_curve_draws").set_value(2).run()
-    app.slider(key="probe_curve_average").set_value(6).run()
-    app.button(key="probe_curve_run").click().run()
-    assert_ok(app)
     model = dc.load_model(folder)
-    heldout, x = _heldout(folder, model)
-    examples = [int(v) for v in dc.packaging.rank_indices(heldout.image_logp_db, 3, "even")]
-    images = torch.cat([x[:1], x[examples]])
-    ts = np.logspace(-8, 3, 5)
-    figure = noise_level_figure(
-        model,
-        images,
-        torch.as_tensor(ts),
-        reference=x[:6],
-        num_noise=2,
-        generator=torch.Generator().manual_seed(0),
-    )
+    app, images, x, ts, figure = _probe_noise_curves(monkeypatch, folder, model, average=6)
     logp = dc.logp_db(model, torch.cat([images, x[:6]])).double().numpy()
     d_eff = np.concatenate([figure.d_eff, figure.reference_d_eff])  # (10, T)
     t_min = trained_noise_range(model).t_min
