@@ -39,7 +39,9 @@ from dsm_core.analysis.sparsity import spearman_test, total_variation
 from dsm_core.energy import BaseEnergy
 from dsm_core.noise import as_t_grid
 
-KS_LEVEL = 0.05  # significance level of the Kolmogorov-Smirnov test of the Gumbel fit
+# Significance level of every test here: the Kolmogorov-Smirnov test of the Gumbel fit and the
+# Spearman rank correlations of the sparsity and dimensionality findings.
+SIGNIFICANCE_LEVEL = 0.05
 # Fig. 12: "for low-probability images, [interpolation] leads to a slight increase". A pair counts
 # as low-probability when both endpoints lie in the lowest third of the test set.
 LOW_PROBABILITY_PERCENTILE = 100.0 / 3.0
@@ -61,8 +63,8 @@ class GumbelFinding:
     Attributes:
         ks_statistic: KS distance between the values and the fitted Gumbel.
         ks_critical: the KS distance above which a sample of ``num_values`` from the fitted law
-            is rejected at level ``KS_LEVEL`` (``scipy.stats.kstwo``; parameters fitted to the
-            same data make the test lenient, so a rejection is conclusive).
+            is rejected at level ``SIGNIFICANCE_LEVEL`` (``scipy.stats.kstwo``; parameters fitted
+            to the same data make the test lenient, so a rejection is conclusive).
         gumbel_nll: mean negative log-likelihood under the Gumbel (nats per value).
         normal_nll: same under the maximum-likelihood Normal.
         num_values: sample size.
@@ -88,7 +90,7 @@ class GumbelFinding:
         return self.ks_passes and self.gumbel_beats_normal
 
 
-def gumbel_finding(fit: GumbelFit, *, level: float = KS_LEVEL) -> GumbelFinding:
+def gumbel_finding(fit: GumbelFit, *, level: float = SIGNIFICANCE_LEVEL) -> GumbelFinding:
     """Test the Gumbel fit of log p (paper Fig. 3, §3.2: "well approximated by a Gumbel")."""
     critical = float(stats.kstwo.ppf(1.0 - level, fit.num_values))
     return GumbelFinding(
@@ -171,7 +173,7 @@ class SparsityFinding:
     @property
     def agrees(self) -> bool:
         """Sparser images (lower ratio) are significantly more probable (at 5 %)."""
-        return self.spearman < 0 and self.p_value < KS_LEVEL
+        return self.spearman < 0 and self.p_value < SIGNIFICANCE_LEVEL
 
 
 def sparsity_finding(
@@ -577,7 +579,7 @@ class DimensionalityFinding:
     @property
     def significant(self) -> np.ndarray:
         """(L,) bool: a negative correlation, significant at 5 %."""
-        return (self.spearman < 0) & (self.p_value < KS_LEVEL)
+        return (self.spearman < 0) & (self.p_value < SIGNIFICANCE_LEVEL)
 
     @property
     def agrees(self) -> bool:
