@@ -211,8 +211,12 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
         ModelLoadError: the source cannot be loaded.
     """
     initial = load_model(source)
-    # t_min is the training range's floor, not architecture: a run may train on another range
-    source_config = dataclasses.replace(initial.config, t_min=config.t_min)
+    # t_min is the training range's floor and image_size the crop size, not architecture: a run
+    # may train on another range, or fine-tune the fully convolutional network at another size
+    # (e.g. 32x32 weights at 64x64, issue 12)
+    source_config = dataclasses.replace(
+        initial.config, t_min=config.t_min, image_size=config.image_size
+    )
     diffs = _config_differences(to_dict(source_config), to_dict(config))
     if diffs:
         raise ValueError(

@@ -186,6 +186,14 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
     assert train(longer, tmp_path / "dequantized", resume=True, progress=False).step == 4
     meta = dc.load_model(tmp_path / "dequantized" / "model").metadata
     assert meta["init_from"]["steps"] == 3 and meta["steps"] == 3 + 4
+    # the network is fully convolutional: a run may fine-tune the weights at another image size
+    larger = {"data.resolution": 32, "model.image_size": 32}
+    at_32 = tiny_config(num_steps=0, init_from=str(folder), **larger)
+    train(at_32, tmp_path / "32", progress=False)
+    fine_tuned = dc.load_model(tmp_path / "32" / "model")
+    assert fine_tuned.config.image_size == 32 and fine_tuned.d == 4 * first.d
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(fine_tuned.state_dict()[name], value, rtol=0, atol=0)
     wider = tiny_config(num_steps=0, init_from=str(folder), **{"model.unet.base_width": 4})
     with pytest.raises(ValueError, match="another architecture.*base_width"):
         train(wider, tmp_path / "third", progress=False)
