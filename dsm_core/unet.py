@@ -4,7 +4,14 @@ import torch
 from torch import nn
 
 from dsm_core.config import UNetConfig
-from dsm_core.layers import GainControlNorm, NoiseLevelEmbedding
+from dsm_core.layers import (
+    Conv2d,
+    ConvTranspose2d,
+    GainControlNorm,
+    Gelu,
+    NoiseLevelEmbedding,
+    concat_channels,
+)
 
 
 class ConvLayer(nn.Module):
@@ -14,7 +21,7 @@ class ConvLayer(nn.Module):
         super().__init__()
         self.conv = conv
         self.norm = None if bare else GainControlNorm(out_channels, cfg.embed_dim, cfg.norm_eps)
-        self.act = None if bare else (nn.GELU() if cfg.nonlinearity == "gelu" else nn.ReLU())
+        self.act = None if bare else (Gelu() if cfg.nonlinearity == "gelu" else nn.ReLU())
 
     def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         h = self.conv(h)
@@ -23,16 +30,16 @@ class ConvLayer(nn.Module):
         return self.act(self.norm(h, embedding))
 
 
-def _conv(cfg: UNetConfig, c_in: int, c_out: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=False)
+def _conv(cfg: UNetConfig, c_in: int, c_out: int) -> Conv2d:
+    return Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=False)
 
 
-def _down(c_in: int, c_out: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 2, stride=2, bias=False)
+def _down(c_in: int, c_out: int) -> Conv2d:
+    return Conv2d(c_in, c_out, 2, stride=2, bias=False)
 
 
-def _up(c_in: int, c_out: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(c_in, c_out, 2, stride=2, bias=False)
+def _up(c_in: int, c_out: int) -> ConvTranspose2d:
+    return ConvTranspose2d(c_in, c_out, 2, stride=2, bias=False)
 
 
 def min_parameters(cfg: UNetConfig) -> int:
@@ -118,7 +125,7 @@ class UNet(nn.Module):
         for layer in self.middle:
             h = layer(h, embedding)
         for s in reversed(range(len(self.decoder))):
-            h = torch.cat([h, skips[s]], dim=1)  # previous output first
+            h = concat_channels(h, skips[s])  # previous output first
             for layer in self.decoder[s]:
                 h = layer(h, embedding)
         return h
