@@ -12,7 +12,11 @@ forward pass, the inner autograd of the scores (``create_graph``), the backward 
   Table 1's baseline): denoising score matching with one ordinary backward, no double backprop.
 
 All three run at ``--precision`` (default ``auto``: what ``train/train.py`` picks on this machine,
-bf16 autocast on a CPU with native bf16, else float32; ``dsm_core.precision``).
+bf16 autocast on a CPU with native bf16, else float32; ``dsm_core.precision``), and with the
+allocator setting ``train/train.py`` applies, ``--malloc`` (default ``keep``: glibc keeps freed
+memory in the process, ``dsm_core.precision.apply_malloc_setting``; ``release``: glibc's defaults,
+which fault the dual step's memory back in every step). The table's ``faults`` column is the
+median of minor page faults per step (``getrusage``).
 
 The optimizer's learning rate is 0 by default (``--lr``), so the weights, and with them the work of
 every step, stay identical across the run. The two are alternated in one run (warm-up steps of
@@ -26,9 +30,11 @@ Examples:
     python bench/dual_vs_single_step.py
     python bench/dual_vs_single_step.py --preset tiny --batch-size 64 --steps 30
     python bench/dual_vs_single_step.py --precision fp32
+    python bench/dual_vs_single_step.py --malloc release
 """
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -42,7 +48,12 @@ import dsm_core
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.losses import DualScoreLoss
 from dsm_core.packaging import read_test_images
-from dsm_core.precision import PRECISIONS, resolve_precision
+from dsm_core.precision import (
+    MALLOC_SETTINGS,
+    PRECISIONS,
+    apply_malloc_setting,
+    resolve_precision,
+)
 from dsm_core.training import train_step
 
 DEFAULT_IMAGES = "checkpoints/default"
@@ -75,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="fp32, bf16 or auto (default: train.py's choice on this machine)",
     )
+    parser.add_argument(
+        "--malloc",
+        choices=MALLOC_SETTINGS,
+        default="keep",
+        help="keep (default, as train.py: glibc keeps freed memory) or release (glibc's defaults)",
+    )
     return parser.parse_args(argv)
 
 
@@ -95,6 +112,7 @@ def make_batch(folder: str, shape: tuple[int, ...], batch: int, seed: int) -> tu
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    malloc = apply_malloc_setting(args.malloc)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = dsm_core.build_energy_model(args.preset, channels=args.channels)
@@ -137,16 +155,19 @@ def main(argv: list[str] | None = None) -> int:
 
     times: dict[str, list[float]] = {kind: [] for kind in configs}
     cpu: dict[str, list[float]] = {kind: [] for kind in configs}
+    faults: dict[str, list[int]] = {kind: [] for kind in configs}
     last: dict[str, dict[str, float]] = {}
     kinds = list(configs)
     for i in range(args.steps):
         # alternate, rotating which goes first every round
         order = kinds[i % 3 :] + kinds[: i % 3]
         for kind in order:
+            faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start, cpu_start = time.perf_counter(), time.process_time()
             last[kind] = step(kind)
             times[kind].append(time.perf_counter() - start)
             cpu[kind].append(time.process_time() - cpu_start)
+            faults[kind].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start)
 
     num_params = sum(p.numel() for p in model.parameters())
     print(
@@ -154,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         f"x from {x_source}, threads {args.threads}, lr {args.lr:g}"
     )
     print(f"precision {choice.name}: {choice.reason}")
+    print(f"malloc {malloc.name}: {malloc.reason}")
     print(f"{args.warmup} warm-up + {args.steps} timed steps each, alternating; Adam")
     print()
     header = (
         f"{'step':<8} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'CPU ms':>8} {'loss':>9} "
-        f"{'space':>9}"
+        f"{'space':>9} {'faults':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -167,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{kind:<8} {statistics.median(ms):>10.1f} {min(ms):>9.1f} {max(ms):>9.1f} "
             f"{1e3 * statistics.median(cpu[kind]):>8.1f} {last[kind]['loss']:>9.4f} "
-            f"{last[kind]['space']:>9.4f}"
+            f"{last[kind]['space']:>9.4f} {statistics.median(faults[kind]):>7.0f}"
         )
     cpu_dual = statistics.median(cpu["dual"])
     print(
@@ -175,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{cpu_dual / statistics.median(cpu['score']):.2f}, dual / single "
         f"{cpu_dual / statistics.median(cpu['single']):.2f}"
     )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak_mb:.0f} MB")
     print(load_note(warn=False))
     dual = statistics.median(times["dual"])
     print(f"dual_over_score: {dual / statistics.median(times['score']):.2f}")

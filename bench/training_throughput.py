@@ -17,7 +17,10 @@ each after ``--warmup``):
   bf16 (else printed as refused).
 
 ``best`` is what ``train/train.py --precision auto`` picks on this machine
-(``dsm_core.precision.resolve_precision``). Then, unless switched off:
+(``dsm_core.precision.resolve_precision``). Every variant runs with the allocator setting
+``train/train.py`` applies, ``--malloc`` (default ``keep``: glibc keeps freed memory in the
+process, ``dsm_core.precision.apply_malloc_setting``; ``--malloc release`` for glibc's defaults, to
+measure its effect side by side in two runs). Then, unless switched off:
 
 - batch size: images/s of ``fp32 before`` and ``best`` at ``--batch-sizes`` (32x32);
 - data loading: seconds per batch of the config's data stream against a step;
@@ -38,6 +41,7 @@ Examples:
     python bench/training_throughput.py --sizes 32 --rounds 2 --no-quality --no-flops
     ONEDNN_MAX_CPU_ISA=AVX2 python bench/training_throughput.py   # a CPU without native bf16
     python bench/training_throughput.py --study --sizes 32 --no-quality --no-flops --no-batches
+    python bench/training_throughput.py --malloc release   # glibc's allocator defaults
 """
 
 import argparse
@@ -70,7 +74,13 @@ from dsm_core.energy import model_from_config
 from dsm_core.layers import GainControlNorm
 from dsm_core.losses import DualScoreLoss
 from dsm_core.noise import add_noise, batch_t
-from dsm_core.precision import compare_precisions, cpu_bf16_support, resolve_precision
+from dsm_core.precision import (
+    MALLOC_SETTINGS,
+    apply_malloc_setting,
+    compare_precisions,
+    cpu_bf16_support,
+    resolve_precision,
+)
 from dsm_core.train_config import TrainConfig, load_config_file
 from dsm_core.training import find_unused_parameters, train_step
 
@@ -116,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--world", type=int, default=2, help="processes of the study (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and noise")
+    parser.add_argument(
+        "--malloc",
+        choices=MALLOC_SETTINGS,
+        default="keep",
+        help="keep (default, as train.py: glibc keeps freed memory) or release (glibc's defaults)",
+    )
     add_threads_arg(parser)
     return parser.parse_args(argv)
 
@@ -470,6 +486,7 @@ def flop_study(cfg: TrainConfig, best: str, step_s: dict[str, float], batch: int
 
 
 def _worker(rank: int, args, port: int, precision: str, ddp: bool, commands, results) -> None:
+    apply_malloc_setting(args.malloc)  # a spawned process: as train.py's ranks
     set_threads(1)
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     try:
@@ -583,6 +600,7 @@ def two_core_study(cfg: TrainConfig, best: str, args: argparse.Namespace) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    malloc = apply_malloc_setting(args.malloc)
     start_wall = time.perf_counter()
     load_before = load_note()
     set_threads(args.threads)
@@ -591,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     support = cpu_bf16_support()
     best = resolve_precision("auto", "cpu").name
     print(f"config {Path(args.config).name}; bf16: {support.reason}")
+    print(f"malloc {malloc.name}: {malloc.reason} (train.py's --malloc)")
     print(
         f"best = train.py --precision auto on this machine: {best} "
         "(* below); 'fp32 before' = the plain float32 step before issue 16"

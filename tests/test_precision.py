@@ -13,7 +13,10 @@ import torch
 import dsm_core as dc
 from dsm_core import precision, train_config, train_state, training
 from dsm_core.precision import (
+    MALLOC_MMAP_THRESHOLD,
+    MALLOC_TRIM_THRESHOLD,
     PrecisionTolerances,
+    apply_malloc_setting,
     compare_precisions,
     cpu_bf16_support,
     resolve_precision,
@@ -71,6 +74,58 @@ def test_auto_is_bf16_on_a_cpu_with_native_bf16(monkeypatch):
 
 
 @pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16")
+class _FakeGlibc:
+    """Records mallopt calls; ``accept`` is what mallopt returns (1: set, 0: refused)."""
+
+    def __init__(self, accept: int = 1):
+        self.calls: list[tuple[int, int]] = []
+        self.accept = accept
+
+    def mallopt(self, param, value) -> int:
+        self.calls.append((param.value, value.value))
+        return self.accept
+
+
+def test_malloc_setting_returns_what_it_set_and_is_harmless_twice(monkeypatch):
+    fake = _FakeGlibc()
+    monkeypatch.setattr(precision, "_glibc", lambda: fake)
+    expected = (
+        ("M_TRIM_THRESHOLD", MALLOC_TRIM_THRESHOLD),
+        ("M_MMAP_THRESHOLD", MALLOC_MMAP_THRESHOLD),
+    )
+    first = apply_malloc_setting("keep")
+    assert first.name == "keep" and first.settings == expected and "256 MiB" in first.reason
+    assert apply_malloc_setting() == first  # "keep" is the default; again: the same values
+    assert fake.calls == [(-1, MALLOC_TRIM_THRESHOLD), (-3, MALLOC_MMAP_THRESHOLD)] * 2
+    released = apply_malloc_setting("release")
+    assert released.name == "release" and released.settings == () and len(fake.calls) == 4
+    with pytest.raises(ValueError, match="one of"):
+        apply_malloc_setting("off")
+    monkeypatch.setattr(precision, "_glibc", lambda: _FakeGlibc(accept=0))
+    refused = apply_malloc_setting("keep")
+    assert refused.name == "release" and "refused mallopt(M_TRIM_THRESHOLD" in refused.reason
+
+
+def test_malloc_setting_does_nothing_without_glibc(monkeypatch):
+    monkeypatch.setattr(precision.sys, "platform", "darwin")
+    assert precision._glibc() is None
+    monkeypatch.setattr(precision.sys, "platform", "linux")
+
+    class Musl:  # a C library without glibc's gnu_get_libc_version
+        def mallopt(self, param, value):
+            raise AssertionError("mallopt called on a non-glibc C library")
+
+    monkeypatch.setattr(precision.ctypes, "CDLL", lambda name: Musl())
+    assert precision._glibc() is None
+    choice = apply_malloc_setting("keep")
+    assert choice.name == "release" and choice.settings == () and "not glibc" in choice.reason
+
+
+@pytest.mark.skipif(precision._glibc() is None, reason="not glibc on Linux")
+def test_malloc_setting_applies_on_this_glibc():
+    assert apply_malloc_setting("keep").name == "keep"  # glibc accepts the values
+
+
 def test_bf16_short_run_stays_within_tolerances_of_fp32(tiny_images, generator):
     torch.manual_seed(0)
     model = dc.build_energy_model("tiny")
@@ -138,6 +193,13 @@ def test_cli_says_which_precision_and_refuses_bf16_without_support(tmp_path):
     assert run.returncode == 0, run.stderr
     expected = "bf16" if NATIVE else "fp32"
     assert f"precision: {expected} (" in run.stdout and "--precision fp32|bf16" in run.stdout
+    malloc = "keep" if precision._glibc() is not None else "release"
+    assert f"malloc: {malloc} (" in run.stdout and "--malloc keep|release" in run.stdout
+    released = _cli(tmp_path / "r", "--malloc", "release")
+    assert released.returncode == 0, released.stderr
+    assert "malloc: release (glibc's defaults, as requested" in released.stdout
+    bad = _cli(tmp_path / "x", "--malloc", "never")
+    assert bad.returncode == 2 and "invalid choice: 'never'" in bad.stderr
     refused = _cli(tmp_path / "b", "--precision", "bf16", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert refused.returncode == 2
     assert "bf16 training refused on this CPU: ONEDNN_MAX_CPU_ISA=AVX2" in refused.stderr
