@@ -10,8 +10,10 @@ checkpoints are not included (data loading is timed on its own below); images ar
 Variants, alternated in rounds (order rotated every round, ``--rounds`` x ``--steps`` timed steps
 each after ``--warmup``):
 
-- ``fp32 before``: the plain float32 step as it was before issue 16 (the gain-controlled norm's
-  former product order, ``gain * centered * rescale``), the baseline;
+- ``fp32 before``: the plain float32 step as it was before issue 16, the baseline: autograd's
+  layers (``dsm_core.layers.use_plain_layers``: the norm's former product order
+  ``gain * centered * rescale`` and autograd's double backwards of the convolutions, GELU, norm
+  and skip concat);
 - ``fp32``: float32 with today's code;
 - ``bf16``: bf16 autocast with float32 weights (``dsm_core.precision``), where the CPU has native
   bf16 (else printed as refused).
@@ -49,7 +51,6 @@ import dataclasses
 import os
 import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -71,7 +72,7 @@ import dsm_core
 from dsm_core import distributed
 from dsm_core.data.splits import load_training_data
 from dsm_core.energy import model_from_config
-from dsm_core.layers import GainControlNorm
+from dsm_core.layers import use_plain_layers
 from dsm_core.losses import DualScoreLoss
 from dsm_core.noise import add_noise, batch_t
 from dsm_core.precision import (
@@ -136,16 +137,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _former_norm_forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-    """GainControlNorm.forward before issue 16: the full-size tensor is multiplied twice."""
-    centered = h - h.mean(dim=(2, 3), keepdim=True)
-    var = centered.square().mean(dim=(2, 3), keepdim=True)
-    mean_var = var.mean(dim=1, keepdim=True)
-    rescale = torch.sqrt(mean_var / (var + self.eps) + self.eps)
-    gain = self.weight * (1.0 + self.conditioning(embedding))
-    return gain[:, :, None, None] * centered * rescale
-
-
 def sized(cfg: TrainConfig, size: int) -> TrainConfig:
     """The config with the model's image side set to ``size`` (same network)."""
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=size))
@@ -170,9 +161,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)  # every rank starts from the same weights
             self.model = model_from_config(cfg.model).to(device)
         if former:
-            for module in self.model.modules():
-                if isinstance(module, GainControlNorm):
-                    module.forward = types.MethodType(_former_norm_forward, module)
+            use_plain_layers(self.model)
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.loss_module = DualScoreLoss(self.model)

@@ -1,6 +1,7 @@
 """Building blocks of the UNet: the noise-level embedding e(t) and gain-controlled instance norm."""
 
 import math
+import types
 
 import torch
 from torch import nn
@@ -400,3 +401,44 @@ class GainControlNorm(nn.Module):
         # output was 7% faster, but moved the one-shot/ODE agreement of a 40-step run 100x further
         # from float32's (0.04 vs 0.0003 dB/dim), so it is not done.
         return _GainNorm.apply(h, gain, self.eps)
+
+
+def _plain_norm_forward(
+    self: GainControlNorm, h: torch.Tensor, embedding: torch.Tensor
+) -> torch.Tensor:
+    """GainControlNorm.forward as it was before issue 16: autograd's ops, and the full-size
+    tensor multiplied twice (``gain * centered * rescale``)."""
+    centered = h - h.mean(dim=(2, 3), keepdim=True)
+    var = centered.square().mean(dim=(2, 3), keepdim=True)  # (B, Cn, 1, 1)
+    mean_var = var.mean(dim=1, keepdim=True)  # (B, 1, 1, 1)
+    rescale = torch.sqrt(mean_var / (var + self.eps) + self.eps)
+    gain = self.weight * (1.0 + self.conditioning(embedding))  # (B, Cn)
+    return gain[:, :, None, None] * centered * rescale
+
+
+def _plain_concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat([a, b], dim=1)
+
+
+def use_plain_layers(model: nn.Module) -> nn.Module:
+    """Switch ``model``'s layers, in place, to autograd's plain forms: the network as it was
+    before issue 16 (``nn.Conv2d`` / ``nn.ConvTranspose2d`` forwards, ``gelu``, the norm in
+    autograd's ops, ``torch.cat`` for the skips). The same values, gradients and second
+    derivatives, with autograd's slower double backwards: the baseline of
+    ``bench/training_throughput.py`` and the reference of ``tests/test_layers.py``.
+
+    Returns:
+        ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, Conv2d):
+            module.forward = types.MethodType(nn.Conv2d.forward, module)
+        elif isinstance(module, ConvTranspose2d):
+            module.forward = types.MethodType(nn.ConvTranspose2d.forward, module)
+        elif isinstance(module, Gelu):
+            module.forward = nn.functional.gelu
+        elif isinstance(module, GainControlNorm):
+            module.forward = types.MethodType(_plain_norm_forward, module)
+        if hasattr(module, "concat"):
+            module.concat = _plain_concat
+    return model

@@ -79,6 +79,7 @@ class UNet(nn.Module):
         if min(cfg.encoder_layers, cfg.decoder_layers) < 2 or cfg.middle_layers < 2:
             raise ValueError("every UNet block needs at least 2 layers (down/up-sampling + conv)")
         self.cfg = cfg
+        self.concat = concat_channels  # (a per-model attribute: see layers.use_plain_layers)
         widths = [cfg.base_width * 2**s for s in range(cfg.num_scales + 1)]
         self.embedding = NoiseLevelEmbedding(
             cfg.num_frequencies, cfg.embed_dim, cfg.embed_t_min, cfg.embed_t_max, cfg.embed_log_t
@@ -125,7 +126,7 @@ class UNet(nn.Module):
         for layer in self.middle:
             h = layer(h, embedding)
         for s in reversed(range(len(self.decoder))):
-            h = concat_channels(h, skips[s])  # previous output first
+            h = self.concat(h, skips[s])  # previous output first
             for layer in self.decoder[s]:
                 h = layer(h, embedding)
         return h
