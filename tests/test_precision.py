@@ -141,6 +141,22 @@ def test_bf16_short_run_stays_within_tolerances_of_fp32(tiny_images, generator):
     assert precision.PrecisionComparison(comparison.fp32, comparison.bf16, strict).failures()
 
 
+def test_tolerances_widen_by_the_largest_reference_spread():
+    def run(gap: float, k_db: float = 0.5) -> precision.RunQuality:
+        return precision.RunQuality(0.25, 100.0, k_db, gap, (0.3,))
+
+    bf16, tol = run(0.9), PrecisionTolerances()
+    alone = precision.PrecisionComparison(run(0.0), bf16, tol)
+    assert alone.spread("ode_gap_db") == 0.0 and alone.allowed("ode_gap_db") == tol.ode_gap_db
+    assert alone.failures() == [f"one-shot - ODE gap (dB/dim): 0.9 > {tol.ode_gap_db:.4g}"]
+    refs = (run(0.1), run(-0.7, k_db=0.52), run(0.3))
+    spread = precision.PrecisionComparison(run(0.0), bf16, tol, refs)
+    assert spread.spread("ode_gap_db") == pytest.approx(0.7)  # the largest, not the first
+    assert spread.allowed("ode_gap_db") == pytest.approx(tol.spread_factor * 0.7)
+    assert spread.allowed("log_norm_db") == pytest.approx(tol.spread_factor * 0.02)
+    assert spread.failures() == []
+
+
 def _tiny(**overrides) -> train_config.TrainConfig:
     return train_config.load_config_file(
         REPO / "train" / "configs" / "tiny_cpu.json", {**FAST, **overrides}
