@@ -19,10 +19,13 @@ each after ``--warmup``):
   bf16 (else printed as refused).
 
 ``best`` is what ``train/train.py --precision auto`` picks on this machine
-(``dsm_core.precision.resolve_precision``). Every variant runs with the allocator setting
+(``dsm_core.precision.resolve_precision``). The variants run with the allocator setting
 ``train/train.py`` applies, ``--malloc`` (default ``keep``: glibc keeps freed memory in the
-process, ``dsm_core.precision.apply_malloc_setting``; ``--malloc release`` for glibc's defaults, to
-measure its effect side by side in two runs). Then, unless switched off:
+process, ``dsm_core.precision.apply_malloc_setting``), except that in the main tables the baseline
+``fp32 before`` runs in a process of its own with glibc's defaults (``PlainProcess``), as the step
+ran before issue 16; with ``--malloc release`` or ``--threads`` other than 1 every variant runs in
+this process (``--malloc release`` measures the allocator setting's own effect). The batch-size and
+width studies run every variant in this process. Then, unless switched off:
 
 - batch size: images/s of ``fp32 before`` and ``best`` at ``--batch-sizes`` (32x32);
 - data loading: seconds per batch of the config's data stream against a step;
@@ -239,11 +242,28 @@ def throughput_table(
     """Prints one size's table; returns images/s per variant."""
     sized_cfg = sized(cfg, size)
     names = variants(best)
-    trainers = {name: make_trainer(sized_cfg, name, batch, args.seed) for name in names}
-    times = alternate(trainers, rounds, args.steps, args.warmup)
+    own_process = args.malloc == "release" or args.threads != 1  # (workers have 1 thread)
+    trainers = {
+        name: make_trainer(sized_cfg, name, batch, args.seed)
+        if name != "fp32 before" or own_process
+        else PlainProcess(args, size)
+        for name in names
+    }
+    try:
+        times = alternate(trainers, rounds, args.steps, args.warmup)
+    finally:
+        for trainer in trainers.values():
+            if isinstance(trainer, PlainProcess):
+                trainer.close()
+    where = (
+        "in this process"
+        if own_process
+        else "in a process of its own with glibc's allocator defaults"
+    )
     print(
         f"{size}x{size}, batch {batch}, {args.threads} thread(s); {args.warmup} warm-up + "
-        f"{rounds} x {args.steps} timed steps each, alternating (load now: {load_note(False)})"
+        f"{rounds} x {args.steps} timed steps each, alternating (load now: {load_note(False)}); "
+        f"'fp32 before' {where}"
     )
     header = (
         f"  {'variant':<12} {'ms/step':>8} {'min':>7} {'CPU ms':>7} {'images/s':>9} "
@@ -477,12 +497,27 @@ def flop_study(cfg: TrainConfig, best: str, step_s: dict[str, float], batch: int
 # 2-core study: threads vs DDP ranks vs independent runs
 
 
-def _worker(rank: int, args, port: int, precision: str, ddp: bool, commands, results) -> None:
-    apply_malloc_setting(args.malloc)  # a spawned process: as train.py's ranks
+def _worker(
+    rank: int,
+    args,
+    port: int,
+    precision: str,
+    ddp: bool,
+    commands,
+    results,
+    size: int = 32,
+    former: bool = False,
+    malloc: str | None = None,
+    warmup: int | None = None,
+) -> None:
+    """A training process that runs n steps per command and reports their (wall, CPU) seconds.
+    ``malloc``: its allocator setting (default ``args.malloc``, as train.py's ranks); ``warmup``:
+    untimed steps before it reports ready (default ``args.warmup``)."""
+    apply_malloc_setting(malloc or args.malloc)
     set_threads(1)
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     try:
-        cfg = sized(load_config_file(args.config), 32)
+        cfg = sized(load_config_file(args.config), size)
         batch = args.batch_size or cfg.batch_size
         if ddp:
             os.environ.update(
@@ -494,19 +529,46 @@ def _worker(rank: int, args, port: int, precision: str, ddp: bool, commands, res
             )
             distributed.init_process_group(torch.device("cpu"))
             batch //= args.world  # the loop splits the config's batch across ranks
-        trainer = Trainer(cfg, batch, args.seed, rank, precision=precision, ddp=ddp)
-        trainer.steps(args.warmup)
+        trainer = Trainer(cfg, batch, args.seed, rank, precision=precision, former=former, ddp=ddp)
+        trainer.steps(args.warmup if warmup is None else warmup)
         results.put(("ready", rank, None))
         while (n := commands.get()) is not None:
-            start = time.perf_counter()
-            trainer.steps(n)
-            results.put(("done", rank, (time.perf_counter() - start, trainer.batch * n)))
+            wall, cpu = trainer.steps(n)
+            results.put(("done", rank, (wall, cpu, trainer.batch * n, trainer.last_loss)))
     except Exception as exc:  # reported by the parent instead of hanging it
         results.put(("error", rank, repr(exc)))
         raise
     finally:
         if ddp:
             distributed.destroy_process_group()
+
+
+class PlainProcess:
+    """The ``fp32 before`` step in a process of its own with glibc's allocator defaults (as
+    before issue 16), driven like a ``Trainer``: ``steps(n)`` -> per-step (wall, CPU) seconds.
+    It warms up only when told to, as a ``Trainer``, so its steps see the same weights."""
+
+    def __init__(self, args: argparse.Namespace, size: int):
+        context = mp.get_context("spawn")
+        self.commands, self.results = context.Queue(), context.Queue()
+        worker_args = (0, args, 0, "fp32", False, self.commands, self.results, size, True)
+        self.process = context.Process(
+            target=_worker, args=worker_args, kwargs={"malloc": "release", "warmup": 0}, daemon=True
+        )
+        self.process.start()
+        _collect(self.results, 1, "ready")
+        self.last_loss = float("nan")
+
+    def steps(self, n: int) -> tuple[list[float], list[float]]:
+        self.commands.put(n)
+        wall, cpu, _, self.last_loss = _collect(self.results, 1, "done")[0]
+        return wall, cpu
+
+    def close(self) -> None:
+        self.commands.put(None)
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 def _collect(results, world: int, kind: str, timeout: float = 600.0) -> dict[int, object]:
@@ -554,8 +616,8 @@ def two_core_study(cfg: TrainConfig, best: str, args: argparse.Namespace) -> Non
                     for queue in commands:
                         queue.put(n)
                     done = _collect(results, args.world, "done")
-                    wall = max(w for w, _ in done.values())
-                    images = sum(k for _, k in done.values())
+                    wall = max(sum(w) for w, _, _, _ in done.values())
+                    images = sum(k for _, _, k, _ in done.values())
                     # DDP ranks share each step's batch: the model saw `images`; independent runs
                     # each trained their own model on `images / world`
                 else:
