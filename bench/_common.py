@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: the thread option, alternating timers, load notes.
+"""Shared pieces of the benchmark scripts: the thread and allocator options, alternating timers,
+load notes.
 
 Imported as ``_common`` by the scripts of this folder (``python bench/NAME.py`` puts bench/ on
 the path). Timing is ``time.perf_counter``; every timer alternates the things it compares and
@@ -14,10 +15,23 @@ from collections.abc import Callable
 
 import torch
 
+from dsm_core.precision import MALLOC_SETTINGS
+
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     """``--threads N`` (default 1): torch intra-op threads of the benchmark process."""
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def add_malloc_arg(parser: argparse.ArgumentParser) -> None:
+    """``--malloc keep|release`` (default keep, as ``train/train.py``;
+    ``dsm_core.precision.apply_malloc_setting``)."""
+    parser.add_argument(
+        "--malloc",
+        choices=MALLOC_SETTINGS,
+        default="keep",
+        help="keep (default, as train.py: glibc keeps freed memory) or release (glibc's defaults)",
+    )
 
 
 def set_threads(threads: int) -> None:

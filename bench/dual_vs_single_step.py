@@ -42,14 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import load_note
+from _common import add_malloc_arg, load_note
 
 import dsm_core
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.losses import DualScoreLoss
 from dsm_core.packaging import read_test_images
 from dsm_core.precision import (
-    MALLOC_SETTINGS,
     PRECISIONS,
     apply_malloc_setting,
     resolve_precision,
@@ -86,12 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="fp32, bf16 or auto (default: train.py's choice on this machine)",
     )
-    parser.add_argument(
-        "--malloc",
-        choices=MALLOC_SETTINGS,
-        default="keep",
-        help="keep (default, as train.py: glibc keeps freed memory) or release (glibc's defaults)",
-    )
+    add_malloc_arg(parser)
     return parser.parse_args(argv)
 
 

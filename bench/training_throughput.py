@@ -61,6 +61,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 from _common import (
+    add_malloc_arg,
     add_threads_arg,
     fmt_ratio,
     free_port,
@@ -79,7 +80,6 @@ from dsm_core.layers import use_plain_layers
 from dsm_core.losses import DualScoreLoss
 from dsm_core.noise import add_noise, batch_t
 from dsm_core.precision import (
-    MALLOC_SETTINGS,
     apply_malloc_setting,
     compare_precisions,
     cpu_bf16_support,
@@ -130,12 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--world", type=int, default=2, help="processes of the study (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and noise")
-    parser.add_argument(
-        "--malloc",
-        choices=MALLOC_SETTINGS,
-        default="keep",
-        help="keep (default, as train.py: glibc keeps freed memory) or release (glibc's defaults)",
-    )
+    add_malloc_arg(parser)
     add_threads_arg(parser)
     return parser.parse_args(argv)
 

@@ -403,17 +403,21 @@ class GainControlNorm(nn.Module):
         return _GainNorm.apply(h, gain, self.eps)
 
 
-def _plain_norm_forward(
-    self: GainControlNorm, h: torch.Tensor, embedding: torch.Tensor
-) -> torch.Tensor:
-    """GainControlNorm.forward as it was before issue 16: autograd's ops, and the full-size
-    tensor multiplied twice (``gain * centered * rescale``)."""
+def plain_gain_norm(h: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
+    """GainControlNorm's formula as it was before issue 16, in autograd's ops, the full-size
+    tensor multiplied twice: h (B, Cn, H, W), gain (B, Cn) -> ``gain * centered * rescale``
+    (B, Cn, H, W)."""
     centered = h - h.mean(dim=(2, 3), keepdim=True)
     var = centered.square().mean(dim=(2, 3), keepdim=True)  # (B, Cn, 1, 1)
     mean_var = var.mean(dim=1, keepdim=True)  # (B, 1, 1, 1)
-    rescale = torch.sqrt(mean_var / (var + self.eps) + self.eps)
-    gain = self.weight * (1.0 + self.conditioning(embedding))  # (B, Cn)
+    rescale = torch.sqrt(mean_var / (var + eps) + eps)
     return gain[:, :, None, None] * centered * rescale
+
+
+def _plain_norm_forward(
+    self: GainControlNorm, h: torch.Tensor, embedding: torch.Tensor
+) -> torch.Tensor:
+    return plain_gain_norm(h, self.weight * (1.0 + self.conditioning(embedding)), self.eps)
 
 
 def _plain_concat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -13,18 +13,10 @@ from dsm_core.layers import (
     Gelu,
     _GainNorm,
     concat_channels,
+    plain_gain_norm,
     use_plain_layers,
 )
 from dsm_core.losses import score_matching_terms
-
-
-def _plain_norm(h: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
-    """GainControlNorm's formula in autograd's ops: h (B, C, H, W), gain (B, C)."""
-    centered = h - h.mean(dim=(2, 3), keepdim=True)
-    var = centered.square().mean(dim=(2, 3), keepdim=True)
-    mean_var = var.mean(dim=1, keepdim=True)
-    rescale = torch.sqrt(mean_var / (var + eps) + eps)
-    return centered * (gain[:, :, None, None] * rescale)
 
 
 def _second_order(fn, inputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> list:
@@ -59,7 +51,7 @@ def test_gain_norm_matches_plain_form(generator, eps, size):
     h.requires_grad_()
     gain = torch.randn(2, 3, generator=generator, dtype=torch.float64).requires_grad_()
     _assert_same(
-        lambda h, g: _GainNorm.apply(h, g, eps), lambda h, g: _plain_norm(h, g, eps), (h, gain)
+        lambda h, g: _GainNorm.apply(h, g, eps), lambda h, g: plain_gain_norm(h, g, eps), (h, gain)
     )
 
 
