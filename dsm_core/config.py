@@ -10,7 +10,7 @@ C = TypeVar("C")
 
 Nonlinearity = Literal["gelu", "relu"]
 Head = Literal["inner_product", "squared_norm", "score"]
-TimeTerm = Literal["none", "gaussian"]
+TimeTerm = Literal["none", "gaussian", "gaussian_log_t"]
 MeanTerm = Literal["none", "gaussian"]
 OutputScaling = Literal["none", "inverse_sigma"]
 
@@ -56,8 +56,13 @@ class EnergyConfig:
     # mean_term the flat image of each mean is the most probable (paper §2.3 names the form and
     # says it trains less well); score: no energy, f = grad_y (Table 1 baseline).
     head: Head = "inner_product"
-    # gaussian: add the y-independent term (d/2) ln(2 pi (data_var + t)) + (d/2) g(t), g a
-    # zero-initialised MLP, so the model starts as a normalised Gaussian in t (data-notes.md).
+    # gaussian: add the y-independent term (d/2) ln(2 pi (data_var + t)) + (d/2) g(ln(data_var +
+    # t)), g a zero-initialised MLP, so the model starts as a normalised Gaussian in t
+    # (data-notes.md). g's input is flat for t << data_var, so this term cannot follow the height
+    # of the density's mode there. gaussian_log_t (issue 12) adds (d/2) h(ln t), h a second
+    # zero-initialised MLP of ln t over [unet.embed_t_min, unet.embed_t_max]: with a head that is
+    # 0 at the flat image (squared_norm), this is the only part of the flat image's energy that
+    # can change with t.
     time_term: TimeTerm = "none"
     data_var: float = 0.07  # per-pixel variance of the data, used by time_term="gaussian"
     # inverse_sigma: divide the network's energy by sigma = sqrt(t + sigma_floor_t), so the UNet

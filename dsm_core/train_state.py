@@ -213,16 +213,23 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
     initial = load_model(source)
     # t_min is the training range's floor and image_size the crop size, not architecture: a run
     # may train on another range, or fine-tune the fully convolutional network at another size
-    # (e.g. 32x32 weights at 64x64, issue 12)
+    # (e.g. 32x32 weights at 64x64, issue 12). A "gaussian" time term may become
+    # "gaussian_log_t": its added MLP starts at zero, so the model starts as the source's function.
+    upgrade = initial.config.time_term == "gaussian" and config.time_term == "gaussian_log_t"
     source_config = dataclasses.replace(
-        initial.config, t_min=config.t_min, image_size=config.image_size
+        initial.config,
+        t_min=config.t_min,
+        image_size=config.image_size,
+        time_term=config.time_term if upgrade else initial.config.time_term,
     )
     diffs = _config_differences(to_dict(source_config), to_dict(config))
     if diffs:
         raise ValueError(
             f"init_from={source!r} has another architecture than the run: " + "; ".join(diffs)
         )
-    model.load_state_dict(initial.state_dict(), strict=True)
+    missing, unexpected = model.load_state_dict(initial.state_dict(), strict=not upgrade)
+    if unexpected or any(not k.startswith("time_term.log_t_correction.") for k in missing):
+        raise ValueError(f"init_from={source!r}: missing {missing}, unexpected {unexpected}")
     log.info("initial weights from %s", source)
     metadata = getattr(initial, "metadata", {})
     return {

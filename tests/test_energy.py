@@ -7,7 +7,7 @@ import torch
 
 import dsm_core as dc
 from dsm_core.config import LossConfig, NoiseConfig
-from dsm_core.energy import EnergyModel, model_from_config
+from dsm_core.energy import EnergyModel, GaussianTimeTerm, model_from_config
 from dsm_core.layers import GainControlNorm
 from dsm_core.losses import score_matching_terms
 from dsm_core.noise import add_noise, sample_t
@@ -54,15 +54,17 @@ def test_log_norm_is_additive(tiny_model, tiny_images):
 
 
 @pytest.mark.parametrize("head", ["inner_product", "squared_norm"])
-@pytest.mark.parametrize("time_term", ["none", "gaussian"])
+@pytest.mark.parametrize("time_term", ["none", "gaussian", "gaussian_log_t"])
 @pytest.mark.parametrize("mean_term", ["none", "gaussian"])
 def test_scores_equal_finite_differences(head, time_term, mean_term, generator):
     torch.manual_seed(1)
     model = dc.build_energy_model(
         "tiny", head=head, time_term=time_term, mean_term=mean_term
     ).double()
-    if time_term == "gaussian":  # make the zero-initialised correction g non-trivial
+    if time_term != "none":  # make the zero-initialised corrections g (and h) non-trivial
         torch.nn.init.normal_(model.time_term.correction[2].weight, std=0.3)
+    if time_term == "gaussian_log_t":
+        torch.nn.init.normal_(model.time_term.log_t_correction[2].weight, std=0.3)
     y = torch.rand(2, 1, 16, 16, generator=generator, dtype=torch.float64)
     t = torch.tensor([0.03, 0.7], dtype=torch.float64, requires_grad=True)
     y.requires_grad_(True)
@@ -159,6 +161,33 @@ def test_energy_is_flat_and_continuous_below_the_trained_floor(generator):
     with torch.no_grad():
         assert not torch.allclose(unfloored.energy(y, 0.0), below[0])
         assert torch.allclose(unfloored.energy(y, 1e-3), model.energy(y, 1e-3))
+
+
+def test_log_t_time_term_follows_the_gaussian_mode_height_at_small_t():
+    """For N(0, diag lambda) the exact y-independent part of U(y, t) is (1/2) sum_i ln(2 pi
+    (lambda_i + t)); with lambda_i down to 1e-5 it keeps changing far below data_var. Fitted the
+    same way (up to a constant, K's job), h(ln t) follows it; g(ln(data_var + t)) alone cannot,
+    its input being flat for t << data_var (issue 12)."""
+    torch.manual_seed(0)
+    lam = torch.logspace(-5, -1, 64, dtype=torch.float64)  # (64,) covariance eigenvalues
+    t = torch.logspace(-6, 3, 200, dtype=torch.float64)  # (200,) the trained range
+    exact = 0.5 * torch.log(2 * math.pi * (lam + t[:, None])).mean(dim=1)  # (200,) nats/dim
+    small = t <= 1e-4
+    errors = {}
+    for name, log_t_range in (("g", None), ("g+h", (1e-6, 1e3))):
+        term = GaussianTimeTerm(1, 0.05, log_t_range=log_t_range).double()
+        optimizer = torch.optim.Adam(term.parameters(), lr=1e-2)
+        for _ in range(1500):
+            optimizer.zero_grad()
+            err = term(t) - exact
+            (err - err.mean()).square().mean().backward()
+            optimizer.step()
+        with torch.no_grad():
+            err = term(t) - exact
+        errors[name] = (err - err.mean()).abs().max().item(), err[small].max() - err[small].min()
+    change = exact[small].max() - exact[small].min()  # 0.225 nats/dim from t = 1e-6 to 1e-4
+    assert errors["g+h"][0] < 0.02 and errors["g+h"][1] < 0.02 * change
+    assert errors["g"][0] > 0.2 and errors["g"][1] > 0.8 * change
 
 
 def test_training_sets_the_floor_to_the_noise_range():

@@ -83,7 +83,7 @@ def test_dry_run_prints_resolved_config(tmp_path):
 # One step
 
 
-@pytest.mark.parametrize("time_term", ["none", "gaussian"])
+@pytest.mark.parametrize("time_term", ["none", "gaussian", "gaussian_log_t"])
 @pytest.mark.parametrize("head", ["inner_product", "squared_norm"])
 def test_every_parameter_gets_a_gradient(time_term, head, generator):
     torch.manual_seed(0)
@@ -95,8 +95,10 @@ def test_every_parameter_gets_a_gradient(time_term, head, generator):
     total.mean().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing}"
-    if time_term == "gaussian":
+    if time_term != "none":
         assert model.time_term.correction[2].weight.grad.abs().sum() > 0
+    if time_term == "gaussian_log_t":
+        assert model.time_term.log_t_correction[2].weight.grad.abs().sum() > 0
 
 
 def test_train_step_updates_and_reports(generator):
@@ -197,6 +199,25 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
     wider = tiny_config(num_steps=0, init_from=str(folder), **{"model.unet.base_width": 4})
     with pytest.raises(ValueError, match="another architecture.*base_width"):
         train(wider, tmp_path / "third", progress=False)
+
+
+def test_init_from_may_add_the_log_t_time_term(tmp_path, generator):
+    source = tiny_config(num_steps=2, **{"model.time_term": "gaussian"})
+    train(source, tmp_path / "first", progress=False)
+    folder = tmp_path / "first" / "model"
+    upgraded = tiny_config(
+        num_steps=0, init_from=str(folder), **{"model.time_term": "gaussian_log_t"}
+    )
+    train(upgraded, tmp_path / "second", progress=False)
+    first, second = dc.load_model(folder), dc.load_model(tmp_path / "second" / "model")
+    assert second.config.time_term == "gaussian_log_t"
+    y = torch.rand(3, 1, 16, 16, generator=generator)
+    t = torch.tensor([1e-5, 1e-2, 10.0])
+    with torch.no_grad():  # h starts at zero: the same function as the source
+        torch.testing.assert_close(second.energy(y, t), first.energy(y, t), rtol=0, atol=0)
+    back = tiny_config(num_steps=0, init_from=str(tmp_path / "second" / "model"))
+    with pytest.raises(ValueError, match="another architecture.*time_term"):
+        train(back, tmp_path / "third", progress=False)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
