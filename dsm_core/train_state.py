@@ -213,14 +213,16 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
     initial = load_model(source)
     # t_min is the training range's floor and image_size the crop size, not architecture: a run
     # may train on another range, or fine-tune the fully convolutional network at another size
-    # (e.g. 32x32 weights at 64x64, issue 12). A "gaussian" time term may become
-    # "gaussian_log_t": its added MLP starts at zero, so the model starts as the source's function.
+    # (e.g. 32x32 weights at 64x64, issue 12). The norm's eps may change (the weights mean the
+    # same; issue 12 lowered it to 1e-9), and a "gaussian" time term may become "gaussian_log_t":
+    # its added MLP starts at zero, so the model starts as the source's function.
     upgrade = initial.config.time_term == "gaussian" and config.time_term == "gaussian_log_t"
     source_config = dataclasses.replace(
         initial.config,
         t_min=config.t_min,
         image_size=config.image_size,
         time_term=config.time_term if upgrade else initial.config.time_term,
+        unet=dataclasses.replace(initial.config.unet, norm_eps=config.unet.norm_eps),
     )
     diffs = _config_differences(to_dict(source_config), to_dict(config))
     if diffs:

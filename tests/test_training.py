@@ -201,7 +201,7 @@ def test_init_from_starts_at_a_packaged_models_weights(tmp_path):
         train(wider, tmp_path / "third", progress=False)
 
 
-def test_init_from_may_add_the_log_t_time_term(tmp_path, generator):
+def test_init_from_may_add_the_log_t_time_term_and_change_eps(tmp_path, generator):
     source = tiny_config(num_steps=2, **{"model.time_term": "gaussian"})
     train(source, tmp_path / "first", progress=False)
     folder = tmp_path / "first" / "model"
@@ -218,6 +218,17 @@ def test_init_from_may_add_the_log_t_time_term(tmp_path, generator):
     back = tiny_config(num_steps=0, init_from=str(tmp_path / "second" / "model"))
     with pytest.raises(ValueError, match="another architecture.*time_term"):
         train(back, tmp_path / "third", progress=False)
+    # the norm's eps is not part of the weights: a run may change it (issue 12: 1e-5 -> 1e-9)
+    other_eps = tiny_config(
+        num_steps=0,
+        init_from=str(folder),
+        **{"model.time_term": "gaussian", "model.unet.norm_eps": 1e-3},
+    )
+    train(other_eps, tmp_path / "eps", progress=False)
+    eps = dc.load_model(tmp_path / "eps" / "model")
+    assert eps.config.unet.norm_eps == 1e-3 != first.config.unet.norm_eps
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(eps.state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
