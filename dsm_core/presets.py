@@ -6,10 +6,11 @@ from dsm_core.config import EnergyConfig, UNetConfig, apply_overrides
 from dsm_core.energy import EnergyModel, ScoreModel, model_from_config
 
 # CPU presets embed ln t over their training range t in [1e-6, 1e3] (not the release's form).
-# Their norm eps is 1e-9, not the release's 1e-5 (issue 12): the layers stop equalising channels
-# whose variance is below eps, and on smooth crops (pixel variance ~1e-5) the score then hardly
-# contracts, so the probability-flow ODE put them at -18 dB/dim against +15 one-shot.
-_CPU_EMBEDDING = dict(embed_log_t=True, embed_t_min=1e-6, embed_t_max=1e3, norm_eps=1e-9)
+_CPU_EMBEDDING = dict(embed_log_t=True, embed_t_min=1e-6, embed_t_max=1e3)
+# The CPU models' norm eps is 1e-9, not the release's 1e-5 (issue 12): the layers stop equalising
+# channels whose variance is below eps, and on smooth crops (pixel variance ~1e-5) the score then
+# hardly contracts, so the probability-flow ODE put them at -18 dB/dim against +15 one-shot.
+_CPU_NORM_EPS = 1e-9
 
 PRESETS: dict[str, EnergyConfig] = {
     # Exactly the released models (reference-spec §1): 8,647,552 params gray, 8,649,856 color.
@@ -23,7 +24,12 @@ PRESETS: dict[str, EnergyConfig] = {
     "natural32": EnergyConfig(
         image_size=32,
         unet=UNetConfig(
-            base_width=16, encoder_layers=2, middle_layers=3, decoder_layers=2, **_CPU_EMBEDDING
+            base_width=16,
+            encoder_layers=2,
+            middle_layers=3,
+            decoder_layers=2,
+            norm_eps=_CPU_NORM_EPS,
+            **_CPU_EMBEDDING,
         ),
         time_term="gaussian_log_t",
         output_scaling="inverse_sigma",
@@ -37,6 +43,7 @@ PRESETS: dict[str, EnergyConfig] = {
             encoder_layers=2,
             middle_layers=3,
             decoder_layers=2,
+            norm_eps=_CPU_NORM_EPS,
             **_CPU_EMBEDDING,
         ),
         time_term="gaussian_log_t",
