@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dsm_core.config import EnergyConfig
+from dsm_core.layers import log_t_unit
 from dsm_core.noise import batch_t, tweedie_denoise
 from dsm_core.unet import UNet
 
@@ -203,7 +204,7 @@ class GaussianTimeTerm(nn.Module):
         # No bias on the last layers: a constant energy has zero derivative in y and t, so it
         # would never receive a gradient (it is K's job), and DDP fails on parameters without one.
         self.correction = _zero_output_mlp(hidden)
-        self.log_t_range = log_t_range
+        self.log_range = None if log_t_range is None else tuple(math.log(v) for v in log_t_range)
         self.log_t_correction = None if log_t_range is None else _zero_output_mlp(hidden)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -211,8 +212,7 @@ class GaussianTimeTerm(nn.Module):
         log_var = torch.log(self.data_var + t)  # (B,)
         g = self.correction(log_var[:, None])[:, 0]
         if self.log_t_correction is not None:
-            lo, hi = (math.log(v) for v in self.log_t_range)
-            u = 2.0 * (torch.log(t.clamp(math.exp(lo), math.exp(hi))) - lo) / (hi - lo) - 1.0
+            u = 2.0 * log_t_unit(t, self.log_range) - 1.0  # (B,) in [-1, 1]
             g = g + self.log_t_correction(u[:, None])[:, 0]
         return 0.5 * self.d * (math.log(2.0 * math.pi) + log_var + g)
 

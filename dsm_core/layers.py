@@ -38,11 +38,17 @@ class NoiseLevelEmbedding(nn.Module):
         """t (B,) -> e(t) (B, embed_dim)."""
         u = t.to(torch.promote_types(t.dtype, torch.float32))  # float32, or float64 if given
         if self.log_t:
-            lo, hi = self.log_range
-            u = (torch.log(u.clamp(math.exp(lo), math.exp(hi))) - lo) / (hi - lo)  # in [0, 1]
+            u = log_t_unit(u, self.log_range)
         angles = u[:, None] * self.frequencies  # (B, F)
         features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)  # (B, 2F)
         return self.mlp(features)
+
+
+def log_t_unit(t: torch.Tensor, log_range: tuple[float, float]) -> torch.Tensor:
+    """ln t rescaled to [0, 1] over ``log_range = (ln t_lo, ln t_hi)``, t clamped there: (B,) ->
+    (B,)."""
+    lo, hi = log_range
+    return (torch.log(t.clamp(math.exp(lo), math.exp(hi))) - lo) / (hi - lo)
 
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,15 @@ from dsm_core.energy import EnergyModel, ScoreModel, model_from_config
 
 # CPU presets embed ln t over their training range t in [1e-6, 1e3] (not the release's form).
 _CPU_EMBEDDING = dict(embed_log_t=True, embed_t_min=1e-6, embed_t_max=1e3)
-# The CPU models' norm eps is 1e-9, not the release's 1e-5 (issue 12): the layers stop equalising
-# channels whose variance is below eps, and on smooth crops (pixel variance ~1e-5) the score then
-# hardly contracts, so the probability-flow ODE put them at -18 dB/dim against +15 one-shot.
-_CPU_NORM_EPS = 1e-9
+# The CPU models (natural32, fashion28): their UNet, and how its output becomes an energy. Norm eps
+# 1e-9, not the release's 1e-5 (issue 12): the layers stop equalising channels whose variance is
+# below eps, and on smooth crops (pixel variance ~1e-5) the score then hardly contracts, so the
+# probability-flow ODE put them at -18 dB/dim against +15 one-shot.
+_CPU_UNET = (
+    dict(base_width=16, encoder_layers=2, middle_layers=3, decoder_layers=2, norm_eps=1e-9)
+    | _CPU_EMBEDDING
+)
+_CPU_ENERGY = dict(time_term="gaussian_log_t", output_scaling="inverse_sigma")
 
 PRESETS: dict[str, EnergyConfig] = {
     # Exactly the released models (reference-spec §1): 8,647,552 params gray, 8,649,856 color.
@@ -21,33 +26,10 @@ PRESETS: dict[str, EnergyConfig] = {
     # Measured on CPU (see checkpoints/default/README.md): the release's pure form learned nothing
     # below t = 10 in 1,800 steps (space loss 1.00); dividing the energy by sigma and embedding
     # ln t brought the space loss to 0.44 within 250 steps.
-    "natural32": EnergyConfig(
-        image_size=32,
-        unet=UNetConfig(
-            base_width=16,
-            encoder_layers=2,
-            middle_layers=3,
-            decoder_layers=2,
-            norm_eps=_CPU_NORM_EPS,
-            **_CPU_EMBEDDING,
-        ),
-        time_term="gaussian_log_t",
-        output_scaling="inverse_sigma",
-    ),
+    "natural32": EnergyConfig(image_size=32, unet=UNetConfig(**_CPU_UNET), **_CPU_ENERGY),
     # CPU: 28x28 Fashion-MNIST (28 = 4 * 7, so two scales).
     "fashion28": EnergyConfig(
-        image_size=28,
-        unet=UNetConfig(
-            base_width=16,
-            num_scales=2,
-            encoder_layers=2,
-            middle_layers=3,
-            decoder_layers=2,
-            norm_eps=_CPU_NORM_EPS,
-            **_CPU_EMBEDDING,
-        ),
-        time_term="gaussian_log_t",
-        output_scaling="inverse_sigma",
+        image_size=28, unet=UNetConfig(num_scales=2, **_CPU_UNET), **_CPU_ENERGY
     ),
     # Seconds-scale model for tests and demos.
     "tiny": EnergyConfig(
