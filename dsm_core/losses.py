@@ -1,14 +1,16 @@
 """Per-sample terms of (dual) score matching, unreduced, and the loss module training steps with;
 no optimiser, no loop (paper eq. 8, 42)."""
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from dsm_core.config import LossConfig
+from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel, ScoreModel
-from dsm_core.noise import batch_t, per_image
+from dsm_core.layers import use_plain_layers
+from dsm_core.noise import add_noise, batch_t, per_image, sample_t
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,141 @@ def score_matching_terms(
     return LossTerms(space=space, time=time)
 
 
+def heat_residual(
+    model: BaseEnergy, y: torch.Tensor, t: torch.Tensor, probes: torch.Tensor
+) -> torch.Tensor:
+    """The heat equation's residual, ``(t/d) (dU/dt - v^T (grad_y^2 U) v / 2 + |grad_y U|^2 / 2)``.
+
+    The energy ``U = -ln p_t`` of any family ``p_t = p_0 * N(0, t I)`` obeys
+    ``dU/dt = (Laplacian U - |grad U|^2) / 2`` at every y, on the data or off it; this is the
+    equation that makes one-shot log p (U at one t) and the probability-flow ODE (paper eq. 13,
+    which integrates the Laplacian) agree. With a Rademacher probe v, ``v^T H v`` is an unbiased
+    estimate of the Laplacian, so each probe's residual is unbiased; the product of two probes'
+    residuals is an unbiased estimate of the squared residual. Differentiable w.r.t. the model's
+    parameters (third-order autograd through the network).
+
+    Args:
+        model: an energy model.
+        y: images (B, *image_shape), anywhere.
+        t: noise variance per image (B,), inside the model's trained range (dU/dt is 0 below it).
+        probes: Rademacher (+-1) probes (P, B, *image_shape).
+
+    Returns:
+        (P, B) residual per probe and image, dimensionless (the time score term's units).
+    """
+    y = y.detach().requires_grad_(True)
+    d = y[0].numel()
+    with torch.enable_grad():  # also under a caller's no_grad (diagnostics, finite differences)
+        _, grad_y, grad_t = model._energy_and_grads(y, t, create_graph=True, with_grad_t=True)
+        # grad_y: (B, *image_shape); grad_t: (B,)
+        squared_score = grad_y.square().flatten(1).sum(dim=1)  # (B,)
+        rows = []
+        for v in probes:
+            hessian_v = torch.autograd.grad((grad_y * v).sum(), y, create_graph=True)[0]
+            laplacian = (hessian_v * v).flatten(1).sum(dim=1)  # (B,) estimate
+            rows.append(t * (grad_t - 0.5 * laplacian + 0.5 * squared_score) / d)
+    return torch.stack(rows)  # (P, B)
+
+
+class AscentChains:
+    """Persistent gradient-ascent chains on log p at the trained floor: the model's own modes.
+
+    Gradient ascent (paper Fig. 13) climbs to images the model rates far above what the heat
+    equation allows (issue 12); noisy images drawn at random rarely land there. Each chain is an
+    image that moves ``steps`` projected ascent steps ``y <- clip(y - (1e-2/d) grad_y U(y,
+    t_min), 0, 1)`` per visit, with the current weights, so over a chain's life (on average
+    ``steps / restart`` steps, 1,000 by default as the analysis runs) it follows the model's
+    spurious modes as training moves them. A visited chain restarts from a batch image with
+    probability ``restart``. Chains start empty and fill from the first batches; they are not
+    checkpointed (a resumed run starts them afresh).
+
+    Args:
+        num_chains: chains kept (per process).
+        steps: ascent steps per visit.
+        restart: probability that a visited chain restarts from a batch image.
+    """
+
+    def __init__(self, num_chains: int, steps: int, restart: float):
+        if num_chains < 1 or steps < 0 or not 0.0 <= restart <= 1.0:
+            raise ValueError(
+                f"need num_chains >= 1, steps >= 0, 0 <= restart <= 1; got {num_chains}, "
+                f"{steps}, {restart}"
+            )
+        self.num_chains, self.steps, self.restart = num_chains, steps, restart
+        self.images: torch.Tensor | None = None  # (num_chains, C, H, W) once filled
+        self.filled = 0
+        self.cursor = 0
+
+    def visit(
+        self, model: BaseEnergy, x: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Advance the next ``len(x)`` chains (round robin) and return their images.
+
+        Args:
+            model: the energy being trained (its weights are not changed or given gradients).
+            x: batch images (n, C, H, W) in [0, 1]: starts of empty or restarting chains.
+            generator: source of the restarts (on x's device).
+
+        Returns:
+            The visited chains' images after the steps, (n, C, H, W), detached.
+        """
+        n = x.shape[0]
+        if self.images is None:
+            self.images = x.new_empty((self.num_chains, *x.shape[1:]))
+        rows = (self.cursor + torch.arange(n, device=x.device)) % self.num_chains
+        self.cursor = (self.cursor + n) % self.num_chains
+        start = torch.rand(n, generator=generator, device=x.device) < self.restart
+        start |= rows >= self.filled
+        self.filled = max(self.filled, int(rows.max()) + 1)
+        image = torch.where(per_image(start, x), x, self.images[rows])  # (n, C, H, W)
+        t_floor = torch.full((n,), model.t_min, dtype=x.dtype, device=x.device)
+        step_size = 1e-2 / model.d
+        for _ in range(self.steps):
+            grad_y = model._energy_and_grads(image, t_floor, False, False)[1]
+            image = (image - step_size * grad_y).clamp(0.0, 1.0).detach()
+        self.images[rows] = image
+        return image
+
+
+def off_data_points(
+    x: torch.Tensor,
+    noise_cfg: NoiseConfig,
+    loss_cfg: LossConfig,
+    generator: torch.Generator | None,
+    chains: tuple[AscentChains, BaseEnergy] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the heat-equation term is evaluated: noisy images scored below their noise level.
+
+    The first ``loss_cfg.heat_images`` images of x (or, with ``chains``, the ascent chains
+    they feed: ``AscentChains.visit``) get noise of variance s (log-uniform on
+    [t_min, heat_max_var]) and are scored at ``t = max(s 10^-u, t_min)``,
+    ``u ~ U(0, heat_decades)``: images noisier than p_t puts mass on, as gradient ascent's
+    textured results are.
+
+    Args:
+        x: clean images (B, C, H, W).
+        noise_cfg: the training floor of t.
+        loss_cfg: ``heat_images``, ``heat_decades`` and ``heat_max_var``.
+        generator: source of s, u, the noise and the two probes (on x's device).
+        chains: the chains and the model that moves them, for ``heat_points="ascent"``.
+
+    Returns:
+        y (n, C, H, W), t (n,), probes (2, n, C, H, W), with n = min(heat_images, B).
+    """
+    x = x[: loss_cfg.heat_images]
+    if chains is not None:
+        x = chains[0].visit(chains[1], x, generator)
+    n = x.shape[0]
+    s_range = NoiseConfig(t_min=noise_cfg.t_min, t_max=loss_cfg.heat_max_var)
+    s = sample_t(n, s_range, generator=generator, device=x.device)  # (n,)
+    u = torch.rand(n, generator=generator, device=x.device) * loss_cfg.heat_decades
+    t = (s * torch.pow(10.0, -u)).clamp_min(noise_cfg.t_min)  # (n,)
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    bits = torch.randint(0, 2, (2, *x.shape), generator=generator, device=x.device)
+    probes = (2 * bits - 1).to(x.dtype)  # (2, n, C, H, W)
+    return add_noise(x, s, z), t, probes
+
+
 class DualScoreLoss(nn.Module):
     """Per-sample loss terms of a model as a module, so DDP sees one forward per step.
 
@@ -91,11 +228,41 @@ class DualScoreLoss(nn.Module):
     def __init__(self, model: DenoisingModel):
         super().__init__()
         self.model = model
+        self._third_order: tuple[DenoisingModel, ...] = ()  # built on first use, not a submodule
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, cfg: LossConfig
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x, y (B, C, H, W), t (B,) -> (total, space, time), each (B,); time is None without a
-        time term (single score matching, or a score model)."""
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        cfg: LossConfig,
+        heat_points: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """x, y (B, C, H, W), t (B,) -> (total, space, time), each (B,), and the heat term (n,).
+
+        time is None without a time term (single score matching, or a score model); heat is
+        None without ``heat_points`` (``off_data_points``), else the product of the two probes'
+        heat-equation residuals (an unbiased estimate of the squared residual), not in total.
+        """
         terms = score_matching_terms(self.model, x, y, t, cfg)
-        return terms.total(cfg), terms.space, terms.time
+        heat = None
+        if heat_points is not None:
+            y_heat, t_heat, probes = heat_points
+            residual = heat_residual(self._third_order_twin(), y_heat, t_heat, probes)  # (2, n)
+            heat = residual[0] * residual[1]
+        return terms.total(cfg), terms.space, terms.time, heat
+
+    def _third_order_twin(self) -> BaseEnergy:
+        """The model with autograd's plain layers, sharing its parameters and buffers.
+
+        The heat term differentiates the score twice more; the fast layers' written-out double
+        backwards are first order only (``layers``), so through them its parameter gradient
+        was 2-10 % off (finite differences, tiny UNet).
+        """
+        if not isinstance(self.model, BaseEnergy):
+            raise ValueError("the heat-equation term needs an energy model (dU/dt)")
+        if not self._third_order:
+            tensors = (*self.model.parameters(), *self.model.buffers())
+            shared = {id(tensor): tensor for tensor in tensors}
+            self._third_order = (use_plain_layers(copy.deepcopy(self.model, memo=shared)),)
+        return self._third_order[0]

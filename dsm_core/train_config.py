@@ -218,6 +218,20 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ValueError(f"ema_decay must be in (0, 1) or null, got {cfg.ema_decay}")
     if not 0 < cfg.noise.t_min < cfg.noise.t_max:
         raise ValueError(f"need 0 < noise.t_min < noise.t_max, got {cfg.noise}")
+    loss = cfg.loss
+    if loss.heat_weight < 0 or loss.time_weight < 0:
+        raise ValueError(f"loss weights must be >= 0, got {loss}")
+    if loss.heat_weight > 0:
+        if cfg.model.head == "score":
+            raise ValueError("loss.heat_weight > 0 needs an energy model (dU/dt); head is 'score'")
+        if loss.heat_images < 1 or loss.heat_decades < 0 or loss.heat_chains < 1:
+            raise ValueError(f"need heat_images >= 1, heat_decades >= 0, heat_chains >= 1: {loss}")
+        if not cfg.noise.t_min < loss.heat_max_var:
+            raise ValueError(
+                f"loss.heat_max_var {loss.heat_max_var} must exceed noise.t_min {cfg.noise.t_min}"
+            )
+        if loss.heat_ascent_steps < 0 or not 0 <= loss.heat_restart <= 1:
+            raise ValueError(f"need heat_ascent_steps >= 0 and 0 <= heat_restart <= 1: {loss}")
     resolution = cfg.data.resolution
     if resolution is not None and resolution != cfg.model.image_size:
         raise ValueError(

@@ -29,7 +29,7 @@ from dsm_core.data import BatchIterator, iterate_batches
 from dsm_core.data.splits import describe_data, load_heldout_images, load_training_data
 from dsm_core.energy import DenoisingModel, model_from_config
 from dsm_core.evaluation import evaluate_during_training
-from dsm_core.losses import DualScoreLoss
+from dsm_core.losses import AscentChains, DualScoreLoss, off_data_points
 from dsm_core.noise import add_noise, dequantize, sample_t
 from dsm_core.precision import resolve_precision
 from dsm_core.train_config import TrainConfig, validate_config
@@ -82,11 +82,13 @@ def train_step(
     *,
     grad_clip: float | None = None,
     autocast_dtype: torch.dtype | None = None,
+    chains: AscentChains | None = None,
 ) -> dict[str, float | None]:
     """One optimisation step of (dual) score matching on a batch of clean images.
 
     Draws one t (log-uniform, ``noise_cfg``) and one z per image from ``generator``, forms
-    ``y = x + sqrt(t) z``, computes the per-sample terms by double backprop, and takes an
+    ``y = x + sqrt(t) z`` (and, with ``loss_cfg.heat_weight`` > 0, the off-data points of
+    ``losses.off_data_points``), computes the per-sample terms by double backprop, and takes an
     optimizer step on their batch mean. The step is skipped, and NonFiniteLossError raised, if
     the loss or the gradient norm is not finite, so weights never become NaN.
 
@@ -101,10 +103,13 @@ def train_step(
         autocast_dtype: torch.bfloat16 to autocast the forward (and with it the scores and the
             double backward) on CUDA or on a CPU with native bf16 (``dsm_core.precision``), or
             None for float32. Weights, gradients, optimizer state and the loss stay float32.
+        chains: where the heat term's points come from when ``loss_cfg.heat_points`` is
+            "ascent" (kept by the caller across steps); None for "noise".
 
     Returns:
-        {"loss", "space", "time", "grad_norm"}: batch means (over all processes under DDP) and the
-        global gradient norm before clipping; "time" is None without a time term.
+        {"loss", "space", "time", "heat", "grad_norm"}: batch means (over all processes under
+        DDP) and the global gradient norm before clipping; "time" is None without a time term,
+        "heat" None without the heat-equation term (``loss_cfg.heat_weight`` 0).
     """
     loss_module = (
         model
@@ -115,20 +120,29 @@ def train_step(
     t = sample_t(batch, noise_cfg, generator=generator, device=x.device)  # (B,)
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     y = add_noise(x, t, z)  # (B, C, H, W)
+    heat_points = None
+    if loss_cfg.heat_weight > 0:
+        energy = loss_module.module.model if hasattr(loss_module, "module") else loss_module.model
+        source = None if chains is None else (chains, energy)
+        heat_points = off_data_points(x, noise_cfg, loss_cfg, generator, source)
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(
         device_type=x.device.type,
         dtype=autocast_dtype or torch.bfloat16,
         enabled=autocast_dtype is not None,
     ):
-        total, space, time_term = loss_module(x, y, t, loss_cfg)  # (B,) each
+        total, space, time_term, heat = loss_module(x, y, t, loss_cfg, heat_points)
+    # total, space, time_term: (B,); heat: (heat_images,) or None
     loss = total.float().mean()
+    if heat is not None:
+        loss = loss + loss_cfg.heat_weight * heat.float().mean()
     loss.backward()
     params = [p for p in loss_module.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-    # the time term's slot holds 0 without one, so every rank reduces the same vector
+    # a missing term's slot holds 0, so every rank reduces the same vector
     time_mean = time_term.detach().float().mean() if time_term is not None else loss.new_zeros(())
-    stats = torch.stack([loss.detach(), space.detach().float().mean(), time_mean])
+    heat_mean = heat.detach().float().mean() if heat is not None else loss.new_zeros(())
+    stats = torch.stack([loss.detach(), space.detach().float().mean(), time_mean, heat_mean])
     stats = distributed.all_reduce_mean(stats)
     values = stats.tolist()
     grad_norm_value = float(grad_norm)
@@ -136,13 +150,18 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(
             f"non-finite training loss {values[0]} (space {values[1]}, time {values[2]}, "
-            f"gradient norm {grad_norm_value})"
+            f"heat {values[3]}, gradient norm {grad_norm_value})"
         )
     if grad_clip is not None:
         torch.nn.utils.clip_grads_with_norm_(params, grad_clip, grad_norm)
     optimizer.step()
-    time_value = values[2] if time_term is not None else None
-    return {"loss": values[0], "space": values[1], "time": time_value, "grad_norm": grad_norm_value}
+    return {
+        "loss": values[0],
+        "space": values[1],
+        "time": values[2] if time_term is not None else None,
+        "heat": values[3] if heat is not None else None,
+        "grad_norm": grad_norm_value,
+    }
 
 
 def update_ema(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
@@ -421,7 +440,7 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 class _LossWindow:
     """Training statistics since the last "train" log record, and the running loss of the bar."""
 
-    KEYS = ("loss", "space", "time", "grad_norm")
+    KEYS = ("loss", "space", "time", "heat", "grad_norm")
 
     def __init__(self, step: int):
         self.values: dict[str, list[float]] = {key: [] for key in self.KEYS}
@@ -448,6 +467,7 @@ class _LossWindow:
             "loss": float(np.mean(self.values["loss"])),
             "space_loss": float(np.mean(self.values["space"])),
             "time_loss": _mean_or_none(self.values["time"]),
+            "heat_loss": _mean_or_none(self.values["heat"]),
             "grad_norm": float(np.mean(self.values["grad_norm"])),
             "lr": lr,
             "steps_per_s": steps_per_s,
@@ -517,6 +537,10 @@ def train(
         DualScoreLoss(model), device, find_unused_parameters(model, cfg.loss)
     )
     autocast_dtype = choice.autocast_dtype
+    chains = None
+    if cfg.loss.heat_weight > 0 and cfg.loss.heat_points == "ascent":
+        loss = cfg.loss
+        chains = AscentChains(loss.heat_chains, loss.heat_ascent_steps, loss.heat_restart)
 
     stop = _StopRequest()
     previous_handlers = _install_handlers(stop)
@@ -546,6 +570,7 @@ def train(
                     run.noise_gen,
                     grad_clip=cfg.grad_clip,
                     autocast_dtype=autocast_dtype,
+                    chains=chains,
                 )
             except NonFiniteLossError as exc:
                 raise run.failed(exc, step + 1) from exc

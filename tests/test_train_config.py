@@ -9,7 +9,7 @@ from train_helpers import CONFIGS, tiny_config
 import dsm_core as dc
 from dsm_core import train_config
 from dsm_core.config import from_dict
-from dsm_core.train_config import TrainConfig, load_config_file, resolve_config
+from dsm_core.train_config import TrainConfig, load_config_file, resolve_config, validate_config
 
 
 def test_config_json_round_trip():
@@ -67,3 +67,19 @@ def test_parse_overrides_and_find_config():
     assert train_config.find_config("tiny_cpu", CONFIGS) == CONFIGS / "tiny_cpu.json"
     with pytest.raises(FileNotFoundError, match="tiny_cpu"):
         train_config.find_config("nope", CONFIGS)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loss.heat_weight": -1.0}, "weights must be >= 0"),
+        ({"loss.heat_weight": 1.0, "model.head": "score"}, "needs an energy model"),
+        ({"loss.heat_weight": 1.0, "loss.heat_images": 0}, "heat_images >= 1"),
+        ({"loss.heat_weight": 1.0, "loss.heat_max_var": 1e-9}, "must exceed noise.t_min"),
+        ({"loss.heat_weight": 1.0, "loss.heat_restart": 2.0}, "heat_restart <= 1"),
+        ({"loss.heat_points": "random"}, "not one of"),
+    ],
+)
+def test_bad_heat_term_settings_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        validate_config(load_config_file(CONFIGS / "tiny_cpu.json", overrides))

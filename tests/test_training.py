@@ -91,7 +91,7 @@ def test_every_parameter_gets_a_gradient(time_term, head, generator):
     x = torch.rand(4, 1, 16, 16, generator=generator)
     t = torch.tensor([1e-4, 1e-2, 1.0, 100.0])
     z = torch.randn(x.shape, generator=generator)
-    total, _, _ = DualScoreLoss(model)(x, x + t.sqrt().view(-1, 1, 1, 1) * z, t, LossConfig())
+    total, _, _, _ = DualScoreLoss(model)(x, x + t.sqrt().view(-1, 1, 1, 1) * z, t, LossConfig())
     total.mean().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing}"
@@ -402,3 +402,19 @@ def test_release_preset_trains_on_cpu_through_the_gpu_code_path(tmp_path):
     model = dc.load_model(tmp_path / "run" / "model")
     assert sum(p.numel() for p in model.parameters()) == 8_649_856
     assert model.image_shape == (3, 64, 64) and math.isfinite(model.log_norm_nats)
+
+
+def test_training_with_ascent_chain_heat_points(tmp_path):
+    """loss.heat_points="ascent" trains end to end and logs a finite heat term."""
+    overrides = {
+        "num_steps": 4,
+        "log_every_steps": 2,
+        "loss.heat_weight": 1.0,
+        "loss.heat_images": 2,
+        "loss.heat_points": "ascent",
+        "loss.heat_chains": 4,
+    }
+    train(tiny_config(**overrides), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    heat = [row["heat_loss"] for row in rows if row["kind"] == "train"]
+    assert len(heat) == 2 and all(math.isfinite(h) and h != 0 for h in heat)
