@@ -43,9 +43,12 @@ def model() -> dc.EnergyModel:
 
 
 def loss_and_backward(module, x, t, z) -> None:
+    """Dual score matching plus the heat term at the same images (its third-order graph goes
+    through a plain-layer twin of the network sharing the weights DDP synchronises)."""
     y = x + t.sqrt().view(-1, 1, 1, 1) * z
-    total, _, _ = module(x, y, t, LossConfig())
-    total.mean().backward()
+    probes = torch.stack([torch.sign(z), torch.sign(z.flip(-1))])  # (2, B, ...) +-1, per image
+    total, _, _, heat = module(x, y, t, LossConfig(), (y, t, probes))
+    (total.mean() + heat.mean()).backward()
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
