@@ -35,6 +35,9 @@ width studies run every variant in this process. Then, unless switched off:
 - FLOPs: ``torch.utils.flop_counter`` counts of the forward, the scores' backward and the double
   backward of one step, against the rate each of the network's convolutions reaches alone (forward,
   same shape, float32 and bf16): how far the step is from the machine's limit;
+- the heat-equation term (``loss.heat_weight``, issue 12): the best step against the same step
+  with the term on ``--heat-images`` off-data points, noisy (``heat_points="noise"``) and on
+  persistent ascent chains (``"ascent"``), 32x32;
 - ``--study`` (needs both cores idle): one process with 2 threads vs DDP over 2 gloo ranks of 1
   thread (the config's batch split) vs 2 independent 1-thread runs, at the best precision.
 
@@ -77,7 +80,7 @@ from dsm_core import distributed
 from dsm_core.data.splits import load_training_data
 from dsm_core.energy import model_from_config
 from dsm_core.layers import use_plain_layers
-from dsm_core.losses import DualScoreLoss
+from dsm_core.losses import AscentChains, DualScoreLoss
 from dsm_core.noise import add_noise, batch_t
 from dsm_core.precision import (
     apply_malloc_setting,
@@ -123,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quality-steps", type=int, default=40, help="steps of the precision check (0: skip)"
     )
     parser.add_argument("--no-quality", action="store_true", help="skip the precision check")
+    parser.add_argument(
+        "--heat-images",
+        type=int,
+        default=4,
+        help="off-data points per step in the heat-term study (0: skip; default 4)",
+    )
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP estimate")
     parser.add_argument("--no-data", action="store_true", help="skip timing the data stream")
     parser.add_argument(
@@ -174,6 +183,12 @@ class Trainer:
         self.batch = batch
         self.autocast_dtype = DTYPES[precision]
         self.last_loss = float("nan")
+        loss = cfg.loss
+        self.chains = (
+            AscentChains(loss.heat_chains, loss.heat_ascent_steps, loss.heat_restart)
+            if loss.heat_weight > 0 and loss.heat_points == "ascent"
+            else None
+        )
 
     def step(self) -> None:
         stats = train_step(
@@ -185,6 +200,7 @@ class Trainer:
             self.noise,
             grad_clip=self.cfg.grad_clip,
             autocast_dtype=self.autocast_dtype,
+            chains=self.chains,
         )
         self.last_loss = stats["loss"]
 
@@ -313,6 +329,30 @@ def width_study(cfg: TrainConfig, best: str, args: argparse.Namespace, batch: in
             f"  {name:<16} {n:>10,} params {1e3 * step:>8.1f} ms/step  {step / ref:>5.2f}x the "
             "plain step"
         )
+    print()
+
+
+def heat_study(cfg: TrainConfig, best: str, args: argparse.Namespace, batch: int) -> None:
+    """The best step with and without the heat-equation term (third-order autograd through the
+    plain-layer twin on ``--heat-images`` points; "ascent" adds the chains' ascent steps)."""
+    base = sized(cfg, 32)
+    trainers = {"no heat term": make_trainer(base, best, batch, args.seed)}
+    for points in ("noise", "ascent"):
+        loss = dataclasses.replace(
+            base.loss, heat_weight=1.0, heat_images=args.heat_images, heat_points=points
+        )
+        trainers[f"heat, {points}"] = make_trainer(
+            dataclasses.replace(base, loss=loss), best, batch, args.seed
+        )
+    times = alternate(trainers, 2, args.steps, args.warmup)
+    ref = median(times["no heat term"][0])
+    print(
+        f"heat-equation term (32x32, batch {batch}, {best}, {args.heat_images} off-data points "
+        f"per step, ascent chains {base.loss.heat_ascent_steps} steps per visit):"
+    )
+    for name in trainers:
+        step = median(times[name][0])
+        print(f"  {name:<14} {1e3 * step:>8.1f} ms/step  {step / ref:>5.2f}x the step without")
     print()
 
 
@@ -672,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_study(cfg, best, args)
     if args.widths:
         width_study(cfg, best, args, batch)
+    if args.heat_images > 0:
+        heat_study(cfg, best, args, batch)
     ref_size = 32 if 32 in results else args.sizes[0]
     step_s = {name: batch / ips for name, ips in results[ref_size].items()}
     if not args.no_data:
