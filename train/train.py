@@ -44,10 +44,13 @@ overrides, e.g.:
   model.time_term=none model.unet.base_width=16 model.head=squared_norm
   data.name=fashion-mnist data.grayscale=false model.unet.channels=3
   data.name=imagenet64:/data/imagenet64 data.subset=A data.subset_size=1000
+  loss.heat_weight=10 loss.heat_images=4 loss.heat_points=ascent   (the heat-equation term on
+      off-data points: noisy images, or persistent gradient-ascent chains; dsm_core.LossConfig)
 
 the run folder OUT holds:
   config.json               the resolved TrainConfig (a resumed run must match it exactly)
-  log.jsonl                 one JSON record per line: kind "train" (running means), "eval"
+  log.jsonl                 one JSON record per line: kind "train" (running means of the loss
+                            and its space, time and heat terms), "eval"
                             (held-out loss, denoising PSNR per input PSNR, time-score error,
                             NLL bits/dim with K re-estimated at t_max), "checkpoint", "error"
   checkpoint.safetensors    model, optimizer, EMA, step, RNG and data-stream state (atomic)
