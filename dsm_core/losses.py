@@ -257,7 +257,7 @@ class DualScoreLoss(nn.Module):
 
         The heat term differentiates the score twice more; the fast layers' written-out double
         backwards are first order only (``layers``), so through them its parameter gradient
-        was 2-10 % off (finite differences, tiny UNet).
+        was 0.5-30 % off (finite differences, tiny UNet; 2-5 % on most weights).
         """
         if not isinstance(self.model, BaseEnergy):
             raise ValueError("the heat-equation term needs an energy model (dU/dt)")
