@@ -198,24 +198,37 @@ def test_off_data_points_are_scored_below_their_noise(generator):
     assert torch.equal(again[0], y) and torch.equal(again[1], t)
 
 
-def test_training_step_with_the_heat_term(tiny_model, tiny_images, generator):
-    """heat_weight > 0: the step reports the heat term, it enters the loss, and every parameter
-    the energy's y- and t-dependence goes through gets a gradient from it alone."""
+def test_training_step_with_the_heat_term(tiny_images, generator):
+    """heat_weight > 0: the step reports the heat term, and the term trains the network only:
+    every network weight gets a gradient from it, the analytic time and mean terms none (their
+    values and t-derivatives still enter the residual unchanged)."""
+    torch.manual_seed(0)
+    model = dc.build_energy_model(
+        "tiny", time_term="gaussian_log_t", mean_term="gaussian", head="squared_norm"
+    ).eval()
+    with torch.no_grad():  # make the zero-initialised time-term MLPs non-trivial
+        for p in model.time_term.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
     cfg = LossConfig(heat_weight=1.0, heat_images=3)
-    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.0)
-    stats = train_step(tiny_model, tiny_images, NoiseConfig(), cfg, optimizer, generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    stats = train_step(model, tiny_images, NoiseConfig(), cfg, optimizer, generator)
     assert math.isfinite(stats["heat"]) and stats["heat"] != 0.0
-    plain = train_step(
-        tiny_model, tiny_images, NoiseConfig(), LossConfig(), optimizer, torch.Generator()
-    )
+    plain = train_step(model, tiny_images, NoiseConfig(), LossConfig(), optimizer, generator)
     assert plain["heat"] is None
     y, t, probes = off_data_points(tiny_images, NoiseConfig(), cfg, generator)
     t_batch = torch.full((tiny_images.shape[0],), 0.1)
-    heat = DualScoreLoss(tiny_model)(tiny_images, tiny_images, t_batch, cfg, (y, t, probes))[3]
+    loss_module = DualScoreLoss(model)
+    heat = loss_module(tiny_images, tiny_images, t_batch, cfg, (y, t, probes))[3]
     assert heat.shape == (3,)  # one per off-data point
-    grads = torch.autograd.grad(heat.sum(), list(tiny_model.parameters()), allow_unused=True)
-    assert sum(g is not None and g.abs().sum() > 0 for g in grads) >= 0.9 * len(grads)
-
+    direct = heat_residual(model, y, t, probes)
+    torch.testing.assert_close(heat, direct[0] * direct[1], rtol=1e-4, atol=1e-7)
+    names, params = zip(*model.named_parameters(), strict=True)
+    grads = torch.autograd.grad(heat.sum(), params, allow_unused=True)
+    reached = {n for n, g in zip(names, grads, strict=True) if g is not None and g.abs().sum() > 0}
+    network = [n for n in names if n.startswith("unet.")]
+    analytic = [n for n in names if n.startswith(("time_term.", "mean_term."))]
+    assert analytic and not reached & set(analytic)
+    assert len(reached & set(network)) >= 0.9 * len(network)
 
 def test_ascent_chains_persist_climb_and_restart(generator):
     """Chains fill from the batch, advance round robin with the paper's ascent step (energy
