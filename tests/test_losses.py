@@ -230,6 +230,7 @@ def test_training_step_with_the_heat_term(tiny_images, generator):
     assert analytic and not reached & set(analytic)
     assert len(reached & set(network)) >= 0.9 * len(network)
 
+
 def test_ascent_chains_persist_climb_and_restart(generator):
     """Chains fill from the batch, advance round robin with the paper's ascent step (energy
     falls, images stay in [0, 1]), carry on from where they stopped, and restart from the batch
