@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dsm_core.analysis.ascent import default_step_size
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel, ScoreModel
 from dsm_core.layers import use_plain_layers
@@ -171,7 +172,7 @@ class AscentChains:
         self.filled = max(self.filled, int(rows.max()) + 1)
         image = torch.where(per_image(start, x), x, self.images[rows])  # (n, C, H, W)
         t_floor = torch.full((n,), model.t_min, dtype=x.dtype, device=x.device)
-        step_size = 1e-2 / model.d
+        step_size = default_step_size(model)  # the paper's 1e-2 / d, as the analysis
         for _ in range(self.steps):
             grad_y = model._energy_and_grads(image, t_floor, False, False)[1]
             image = (image - step_size * grad_y).clamp(0.0, 1.0).detach()
