@@ -46,12 +46,18 @@ And once per model (it depends on no test set, so it is counted once, not per se
 For Fashion-MNIST models, brightness-contrast and sparsity are reported but not counted in M.
 A bar whose figures cannot be computed says NOT EVALUATED and is never met. Randomness comes from
 generators seeded by ``--seed``; every setting is printed. ``--quick`` shrinks every size (for
-tests and development; its verdicts are not the bars'). Progress goes to stderr.
+tests and development; its verdicts are not the bars'). ``--proxy`` is the cheap check for
+choosing checkpoints while training (issue 12, 4): the best constant image and bars 1 and 2 only,
+on 32 ODE crops and 4 ascent crops per set (about 7 minutes on one CPU thread for a 32x32 model),
+last line ``proxy_met: N/M``; ``--test-images`` scores a run's exported model on another folder's
+held-out crops. Progress goes to stderr.
 
 Examples:
     python bench/model_quality.py --model checkpoints/default
     python bench/model_quality.py --model checkpoints/fashion-mnist --json quality.json
     python bench/model_quality.py --model checkpoints/default --quick
+    python bench/model_quality.py --model runs/heat/model --proxy \
+        --test-images checkpoints/default/test_images.npz --threads 1
 """
 
 import argparse
@@ -131,6 +137,12 @@ class Settings:
     gmm_num_fit: int = 5000
     gmm_num_val: int = 1000
     quick: bool = False
+    proxy: bool = False
+
+    @classmethod
+    def proxy_settings(cls) -> "Settings":
+        """The training-time proxy (``--proxy``): bars 1 and 2 only, on fewer crops."""
+        return cls(ode_crops=32, ascent_crops=4, proxy=True)
 
     @classmethod
     def quick_settings(cls) -> "Settings":
@@ -391,9 +403,9 @@ def data_name(model: dc.BaseEnergy) -> str:
     return training_data_name(model.metadata or {}) or "unknown"
 
 
-def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:
-    """The folder's test_images.npz, with scene labels where they can be established."""
-    path = model_dir / "test_images.npz"
+def own_test_set(path: Path, model: dc.BaseEnergy) -> EvalSet:
+    """A test_images.npz (a model folder's), with scene labels where they can be established
+    (from its labels, else from the test_logp_db.npz beside it)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")
     with np.load(path, allow_pickle=False) as arrays:
@@ -410,7 +422,7 @@ def own_test_set(model_dir: Path, model: dc.BaseEnergy) -> EvalSet:
         else:
             note += ", scenes from its labels"
         return EvalSet("own", pixels, np.asarray(labels), note)
-    logp_path = model_dir / "test_logp_db.npz"
+    logp_path = path.parent / "test_logp_db.npz"
     if data_name(model) == "natural" and indices is not None and logp_path.is_file():
         with np.load(logp_path, allow_pickle=False) as arrays:
             num_heldout = int(arrays["logp_db"].size)
@@ -852,6 +864,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="small sizes for tests and development"
     )
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="the cheap check for choosing checkpoints during training: the best constant image "
+        "and bars 1 and 2 only (one-shot vs ODE on 32 crops, ascent from the 4 most textured), "
+        "judged at those sizes; last line proxy_met: N/M (not the bars)",
+    )
+    parser.add_argument(
+        "--test-images",
+        default=None,
+        help="the own test set's file (default: MODEL/test_images.npz), e.g. to score a run's "
+        "exported model/ on the shipped default's held-out crops",
+    )
     parser.add_argument("--json", default=None, help="write every figure to this JSON file")
     add_threads_arg(parser)
     return parser
@@ -864,10 +889,14 @@ def run(
 ) -> dict:
     """Measure and judge; ``emit`` receives each output line. Returns everything for JSON.
 
-    ``settings`` overrides the sizes of ``--quick`` / the full run (tests use tiny ones).
+    ``settings`` overrides the sizes of ``--quick`` / ``--proxy`` / the full run (tests use tiny
+    ones); with ``settings.proxy`` only bars 1 and 2 are measured.
     """
     if settings is None:
-        settings = Settings.quick_settings() if args.quick else Settings()
+        if args.proxy:
+            settings = Settings.proxy_settings()
+        else:
+            settings = Settings.quick_settings() if args.quick else Settings()
     model_dir = Path(args.model)
     model = dc.load_model(str(model_dir))
     name = data_name(model)
@@ -878,11 +907,14 @@ def run(
     )
     emit(
         ("QUICK RUN (--quick): small sizes, not the bars' settings. " if settings.quick else "")
+        + ("PROXY (--proxy): bars 1 and 2 only, fewer crops. " if settings.proxy else "")
         + "settings: "
         + ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(settings).items() if k != "quick")
         + f"; seed {args.seed}; threads {args.threads}; one-shot log p at the library's default "
         f"t; ODE: ode_nll_nats defaults (RK4, library t range, Gaussian prior)"
     )
+    if settings.proxy:
+        return run_proxy(args, emit, settings, model, model_dir)
     reference = fit_reference(model, settings, args.seed)
     c = reference.constant
     emit(
@@ -899,23 +931,9 @@ def run(
         emit(f"Gaussian mixture baseline: n/a ({reference.gmm_note})")
     emit(f"train NLL: {reference.train_note}")
 
-    sets: list[tuple[str, Callable[[], EvalSet]]] = []
-    if fashion:
-        sets.append(
-            ("fashion-mnist", lambda: fashion_test_set(model, settings.fashion_test_images))
-        )
-    else:
-        bsds_dir = Path(args.bsds_dir)
-        sets.append(("own", lambda: own_test_set(model_dir, model)))
-        sets.append(
-            (
-                "bsds",
-                lambda: bsds_test_set(bsds_dir, model, settings.bsds_crops_per_photo, args.seed),
-            )
-        )
     bars: list[Bar] = []
     figures: dict = {}
-    for k, (set_name, make) in enumerate(sets):
+    for k, (set_name, make) in enumerate(test_sets(args, settings, model, model_dir)):
         try:
             test_set = make()
         except (FileNotFoundError, OSError, ValueError) as error:
@@ -952,6 +970,68 @@ def run(
     }
 
 
+def test_sets(
+    args: argparse.Namespace, settings: Settings, model: dc.BaseEnergy, model_dir: Path
+) -> list[tuple[str, Callable[[], EvalSet]]]:
+    """(name, reader) of each test set of the model: Fashion-MNIST's, or own and bsds."""
+    if data_name(model).startswith("fashion"):
+        return [("fashion-mnist", lambda: fashion_test_set(model, settings.fashion_test_images))]
+    own = Path(args.test_images) if args.test_images else model_dir / "test_images.npz"
+    bsds_dir = Path(args.bsds_dir)
+    return [
+        ("own", lambda: own_test_set(own, model)),
+        ("bsds", lambda: bsds_test_set(bsds_dir, model, settings.bsds_crops_per_photo, args.seed)),
+    ]
+
+
+def run_proxy(
+    args: argparse.Namespace,
+    emit: Callable[[str], None],
+    settings: Settings,
+    model: dc.BaseEnergy,
+    model_dir: Path,
+) -> dict:
+    """``--proxy``: the best constant image, then bars 1 and 2 of each test set at the proxy's
+    sizes (issue 12: "a cheaper proxy during training"). Returns the figures; ``proxy_met``."""
+    constant = best_constant(model)
+    emit(
+        f"best constant image: c = {constant['c']:g}, one-shot log p "
+        f"{constant['logp_db']:.3f} dB/dim ({constant['grid']})"
+    )
+    checks: list[Bar] = []
+    figures: dict = {}
+    for k, (set_name, make) in enumerate(test_sets(args, settings, model, model_dir)):
+        try:
+            test_set = make()
+        except (FileNotFoundError, OSError, ValueError) as error:
+            emit(f"test set {set_name}: NOT EVALUATED ({error})")
+            figures[set_name] = {"error": str(error)}
+            continue
+        emit(f"test set {set_name}: {test_set.description}")
+        x = to_float(test_set.pixels)
+        seed = args.seed + 10 * k
+        f = {
+            "oneshot-vs-ode": measure_oneshot_ode(model, x, settings, seed, set_name),
+            "ascent": measure_ascent(
+                model, x, dc.participation_ratio(x), settings, constant, seed + 2, set_name
+            ),
+        }
+        figures[set_name] = f
+        for judge, name in ((judge_oneshot_ode, "oneshot-vs-ode"), (judge_ascent, "ascent")):
+            f[name]["item"] = test_set.item
+            checks.append(judge(set_name, f[name]))
+            emit(checks[-1].line().replace("bar ", "proxy ", 1))
+    met = sum(check.met for check in checks)
+    return {
+        "model": str(model_dir),
+        "data": data_name(model),
+        "settings": {**dataclasses.asdict(settings), "seed": args.seed, "threads": args.threads},
+        "best_constant": constant,
+        "figures": figures,
+        "proxy_met": [met, len(checks)],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_threads(args.threads)
@@ -970,8 +1050,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"before the run: {load_before}")
     print(f"after the run:  {load_note(warn=False)}")
     print(f"wall time {wall:.0f} s")
-    met, total = results["bars_met"]
-    print(f"bars_met: {met}/{total}")
+    if "proxy_met" in results:
+        met, total = results["proxy_met"]
+        print(f"proxy_met: {met}/{total} (bars 1 and 2 at the proxy's sizes, not the bars)")
+    else:
+        met, total = results["bars_met"]
+        print(f"bars_met: {met}/{total}")
     return 0
 
 

@@ -153,7 +153,9 @@ def test_app_default_sampling_steps(mq):
     assert match and int(match.group(1)) == mq.APP_SAMPLE_STEPS
 
 
-def test_core_runs_on_a_tiny_model(mq, tmp_path):
+def _tiny_setup(mq, tmp_path: Path, **sizes):
+    """A random-weight tiny model folder with 6 labelled held-out crops, 2 'BSDS' photographs,
+    tiny sizes (``sizes`` overrides them) and the script's arguments."""
     torch.manual_seed(0)
     model = dc.build_energy_model("tiny").eval()
     folder = tmp_path / "model"
@@ -166,23 +168,36 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     photos.mkdir()
     for k in range(2):
         Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photos / f"{k}.png")
-    settings = mq.Settings(
-        ode_crops=2,
-        ode_probes=2,
-        ode_steps=3,
-        ascent_crops=2,
-        ascent_steps=3,
-        num_samples=2,
-        sample_steps=4,
-        affine_crops=3,
-        bsds_crops_per_photo=2,
-        nll_draws=1,
-        train_gap_crops=4,
-        quick=True,
-    )
+    tiny = {
+        "ode_crops": 2,
+        "ode_probes": 2,
+        "ode_steps": 3,
+        "ascent_crops": 2,
+        "ascent_steps": 3,
+        "num_samples": 2,
+        "sample_steps": 4,
+        "affine_crops": 3,
+        "bsds_crops_per_photo": 2,
+        "nll_draws": 1,
+        "train_gap_crops": 4,
+        "quick": True,
+    }
+    settings = mq.Settings(**{**tiny, **sizes})
     args = argparse.Namespace(
-        model=str(folder), bsds_dir=str(photos), seed=0, quick=True, threads=1, json=None
+        model=str(folder),
+        bsds_dir=str(photos),
+        seed=0,
+        quick=True,
+        proxy=False,
+        test_images=None,
+        threads=1,
+        json=None,
     )
+    return settings, args
+
+
+def test_core_runs_on_a_tiny_model(mq, tmp_path):
+    settings, args = _tiny_setup(mq, tmp_path)
     lines: list[str] = []
     results = mq.run(args, emit=lines.append, settings=settings)
     text = "\n".join(lines)
@@ -208,3 +223,31 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     bsds = [b for b in results["bars"] if b["set_name"] == "bsds"]
     assert len(bsds) == 6 and all(b["status"] == "NOT EVALUATED" for b in bsds)
     assert results["bars_met"][1] == 13
+
+
+def test_proxy_measures_bars_1_and_2_only(mq, tmp_path):
+    settings, args = _tiny_setup(mq, tmp_path, quick=False, proxy=True)
+    # the own set from another file: the model folder's copy is gone
+    moved = tmp_path / "elsewhere" / "held_out.npz"
+    moved.parent.mkdir()
+    (tmp_path / "model" / "test_images.npz").rename(moved)
+    args.test_images = str(moved)
+    lines: list[str] = []
+    results = mq.run(args, emit=lines.append, settings=settings)
+    text = "\n".join(lines)
+    assert "PROXY (--proxy)" in text and "best constant image: c = " in text
+    assert f"test set own: {moved}" in text
+    checks = [line for line in lines if line.startswith("proxy ")]
+    assert [line.split(":")[0] for line in checks] == [
+        "proxy own/oneshot-vs-ode",
+        "proxy own/ascent",
+        "proxy bsds/oneshot-vs-ode",
+        "proxy bsds/ascent",
+    ]
+    assert not any(line.startswith("bar ") for line in lines)
+    assert set(results["figures"]["own"]) == {"oneshot-vs-ode", "ascent"}
+    assert results["figures"]["own"]["oneshot-vs-ode"]["num_images"] == 2
+    met, total = results["proxy_met"]
+    assert total == 4 and met == sum(": PASS" in line for line in checks)
+    assert "bars_met" not in results
+    assert mq.Settings.proxy_settings().ode_crops == 32  # the sizes --proxy documents
