@@ -39,8 +39,9 @@ Bars per test set (thresholds are the module constants; all log p in dB/dim; one
                      gap (train crops: the model's training data, if this machine can read it).
   7 sparsity         Spearman(log p, Haar participation ratio) <= -0.8 on all crops of the set.
 And once per model (it depends on no test set, so it is counted once, not per set):
-  3 sampling         16 reverse-SDE samples (``dsm_core.sample``) at the app's default steps
-                     (100, app/views/sample.py), library-default noise range: every pixel in
+  3 sampling         16 reverse-SDE samples (``dsm_core.sample``) with the app's default
+                     method and steps (ancestral, 100: app/views/sample.py), library-default
+                     noise range: every pixel in
                      [-0.05, 1.05] and every sample's one-shot log p within 1.5 of its ODE log p.
 
 For Fashion-MNIST models, brightness-contrast and sparsity are reported but not counted in M.
@@ -95,6 +96,7 @@ from dsm_core.noise import dequantize
 
 DEFAULT_BSDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500" / "test"
 APP_SAMPLE_STEPS = 100  # the "steps" slider's default in app/views/sample.py (a test checks it)
+APP_SAMPLE_METHOD = "ancestral"  # the "method" box's default there (tested the same way)
 
 # thresholds (issue 12), log p in dB/dim
 ODE_MEAN_ABS_MAX_DB = 0.3
@@ -257,7 +259,8 @@ def judge_sampling(set_name: str, f: dict | None, counted: bool = True) -> Bar:
     in_range = f["min_pixel"] >= low and f["max_pixel"] <= high
     ok = in_range and f["max_abs_ode_gap_db"] <= SAMPLE_ODE_GAP_MAX_DB
     figures = (
-        f"{f['num_samples']} reverse-SDE samples, {f['num_steps']} steps: pixels in "
+        f"{f['num_samples']} reverse-SDE samples ({f['method']}), {f['num_steps']} steps: "
+        "pixels in "
         f"[{f['min_pixel']:.3f}, {f['max_pixel']:.3f}], {f['num_outside']} samples leave the "
         f"range; one-shot - ODE max |.| {f['max_abs_ode_gap_db']:.2f} (mean "
         f"{f['mean_abs_ode_gap_db']:.2f}) dB/dim"
@@ -653,7 +656,7 @@ def measure_sampling(model, settings: Settings, seed: int) -> dict:
     samples = dc.sample(
         model,
         settings.num_samples,
-        method="reverse_sde",
+        method=APP_SAMPLE_METHOD,
         num_steps=settings.sample_steps,
         generator=torch.Generator().manual_seed(seed),
         progress=_bar_progress("sampling"),
@@ -665,6 +668,7 @@ def measure_sampling(model, settings: Settings, seed: int) -> dict:
     gap = (one_shot - ode).abs()
     return {
         "num_samples": settings.num_samples,
+        "method": APP_SAMPLE_METHOD,
         "num_steps": settings.sample_steps,
         "min_pixel": samples.min().item(),
         "max_pixel": samples.max().item(),

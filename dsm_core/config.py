@@ -86,6 +86,14 @@ class EnergyConfig:
     # (u_c - sqrt(H W) mu_c)^2 / (2 (H W v_c + t)) + ln(2 pi (H W v_c + t)) / 2, with mu_c and
     # v_c (the variance of a clean image's mean) learned, initialised at 1/2 and data_var.
     mean_term: MeanTerm = "none"
+    # Deviation from the release (needs mean_term="gaussian"; issue 12). With the mean removed the
+    # network is blind to brightness: p(x) factorises into p(mean) p(x - mean), so a dark image
+    # may carry the texture of a mid-grey one and samples leave [0, 1] (held-out crops of mean
+    # < 0.1 have pixel std 0.040, of mean 0.35-0.65 0.144). True: the channel means, as 2 m - 1,
+    # enter the noise embedding through a bias-free linear map added to its first layer's
+    # pre-activation, zero at start (so a model without it can be fine-tuned into one as the same
+    # function). The network part stays 0 at a flat image, so the bound of squared_norm holds.
+    mean_embedding: bool = False
     # The smallest noise variance the model was trained on (training sets it to noise.t_min).
     # Below it the model is evaluated at t_min: U(y, t) = U(y, t_min) for t < t_min, so log p at
     # t = 0 is the trained value, flat and continuous in t, never an extrapolation. 0: no floor

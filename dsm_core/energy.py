@@ -292,14 +292,23 @@ class EnergyModel(BaseEnergy):
             if config.mean_term == "gaussian"
             else None
         )
+        if config.mean_embedding and config.mean_term != "gaussian":
+            raise ValueError("mean_embedding=True needs mean_term='gaussian'")
+        self.mean_embedding = None
+        if config.mean_embedding:  # channel means -> the embedding's first pre-activation
+            self.mean_embedding = nn.Linear(config.channels, config.unet.embed_dim, bias=False)
+            nn.init.zeros_(self.mean_embedding.weight)
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        offset = None
         if self.mean_term is not None:
             means = y.mean(dim=(2, 3))  # (B, C)
             y = y - means[:, :, None, None]
+            if self.mean_embedding is not None:
+                offset = self.mean_embedding(2.0 * means - 1.0)  # (B, E)
         else:
             y = y - self.config.input_offset
-        f = self.unet(y, t)  # (B, C, H, W)
+        f = self.unet(y, t, offset)  # (B, C, H, W)
         if self.config.head == "inner_product":
             energy = 0.5 * (y * f).flatten(1).sum(dim=1)  # (B,)
         else:

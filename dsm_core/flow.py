@@ -12,7 +12,8 @@ A state is a tuple of tensors (e.g. ``(x,)`` or ``(x, log_det)``), and a field
 
 The stochastic samplers take one step at a time from ``grad_y U`` and a unit Gaussian draw (the
 caller draws it, so the order of draws is the caller's): ``reverse_sde_step`` (Euler-Maruyama of
-the reverse of ``dx = dw``) and ``langevin_step`` (one update of annealed Langevin dynamics).
+the reverse of ``dx = dw``), ``ancestral_step`` (the same drift with the noise of the exact
+Gaussian transition) and ``langevin_step`` (one update of annealed Langevin dynamics).
 """
 
 import math
@@ -71,6 +72,24 @@ def reverse_sde_step(
     of x's shape.
     """
     return x - dt * grad_y + math.sqrt(dt) * noise
+
+
+def ancestral_step(
+    x: torch.Tensor, grad_y: torch.Tensor, t_hi: float, t_lo: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """One ancestral step of the reverse VE diffusion from t_hi down to t_lo < t_hi.
+
+    ``x - (t_hi - t_lo) grad_y U(x, t_hi) + sqrt((t_hi - t_lo) t_lo / t_hi) xi``: a draw from
+    p(x_lo | x_hi, x_0 = D(x_hi, t_hi)), the Gaussian bridge between the Tweedie estimate
+    ``D = x - t_hi grad_y U`` and x (the ancestral sampler of Ho et al. 2020 for the
+    variance-exploding process, Song et al. 2021 §4.2). Same drift as Euler-Maruyama, with the
+    noise variance scaled by t_lo / t_hi. Along a Gaussian direction of variance lambda,
+    Euler-Maruyama adds ``(t_hi - t_lo)^2 / (lambda + t_hi)`` too much variance per step; this
+    step is exact for lambda = 0 and adds ``(t_hi - t_lo) (t_lo / t_hi - (lambda + t_lo) /
+    (lambda + t_hi))`` (<= 0) otherwise. ``noise`` = xi ~ N(0, I) of x's shape.
+    """
+    dt = t_hi - t_lo
+    return x - dt * grad_y + math.sqrt(dt * t_lo / t_hi) * noise
 
 
 def langevin_step(

@@ -34,14 +34,17 @@ class NoiseLevelEmbedding(nn.Module):
             nn.SiLU(),
         )
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        """t (B,) -> e(t) (B, embed_dim)."""
+    def forward(self, t: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """t (B,) -> e(t) (B, embed_dim); ``offset`` (B, embed_dim), if given, is added to the
+        first layer's pre-activation (a conditioning input besides t)."""
         u = t.to(torch.promote_types(t.dtype, torch.float32))  # float32, or float64 if given
         if self.log_t:
             u = log_t_unit(u, self.log_range)
         angles = u[:, None] * self.frequencies  # (B, F)
         features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)  # (B, 2F)
-        return self.mlp(features)
+        if offset is None:
+            return self.mlp(features)
+        return self.mlp[1:](self.mlp[0](features) + offset)
 
 
 def log_t_unit(t: torch.Tensor, log_range: tuple[float, float]) -> torch.Tensor:

@@ -214,14 +214,17 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
     # t_min is the training range's floor and image_size the crop size, not architecture: a run
     # may train on another range, or fine-tune the fully convolutional network at another size
     # (e.g. 32x32 weights at 64x64, issue 12). The norm's eps may change (the weights mean the
-    # same; issue 12 lowered it to 1e-9), and a "gaussian" time term may become "gaussian_log_t":
-    # its added MLP starts at zero, so the model starts as the source's function.
-    upgrade = initial.config.time_term == "gaussian" and config.time_term == "gaussian_log_t"
+    # same; issue 12 lowered it to 1e-9), a "gaussian" time term may become "gaussian_log_t" and
+    # mean_embedding may be switched on: the added weights start at zero, so the model starts as
+    # the source's function.
+    log_t_upgrade = initial.config.time_term == "gaussian" and config.time_term == "gaussian_log_t"
+    mean_upgrade = not initial.config.mean_embedding and config.mean_embedding
     source_config = dataclasses.replace(
         initial.config,
         t_min=config.t_min,
         image_size=config.image_size,
-        time_term=config.time_term if upgrade else initial.config.time_term,
+        time_term=config.time_term if log_t_upgrade else initial.config.time_term,
+        mean_embedding=config.mean_embedding if mean_upgrade else initial.config.mean_embedding,
         unet=dataclasses.replace(initial.config.unet, norm_eps=config.unet.norm_eps),
     )
     diffs = _config_differences(to_dict(source_config), to_dict(config))
@@ -229,8 +232,9 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
         raise ValueError(
             f"init_from={source!r} has another architecture than the run: " + "; ".join(diffs)
         )
-    missing, unexpected = model.load_state_dict(initial.state_dict(), strict=not upgrade)
-    if unexpected or any(not k.startswith("time_term.log_t_correction.") for k in missing):
+    added = ("time_term.log_t_correction.",) * log_t_upgrade + ("mean_embedding.",) * mean_upgrade
+    missing, unexpected = model.load_state_dict(initial.state_dict(), strict=not added)
+    if unexpected or any(not k.startswith(added) for k in missing):
         raise ValueError(f"init_from={source!r}: missing {missing}, unexpected {unexpected}")
     log.info("initial weights from %s", source)
     metadata = getattr(initial, "metadata", {})

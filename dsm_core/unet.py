@@ -114,9 +114,12 @@ class UNet(nn.Module):
         """Input height and width must be multiples of this."""
         return 2**self.cfg.num_scales
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """y (B, C, H, W), t (B,) noise variance -> f (B, C, H, W)."""
-        embedding = self.embedding(t)  # (B, E)
+    def forward(
+        self, y: torch.Tensor, t: torch.Tensor, embedding_offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """y (B, C, H, W), t (B,) noise variance -> f (B, C, H, W); ``embedding_offset`` (B, E)
+        conditions the noise embedding on something besides t (``NoiseLevelEmbedding``)."""
+        embedding = self.embedding(t, embedding_offset)  # (B, E)
         h = y
         skips = []
         for block in self.encoder:

@@ -293,3 +293,53 @@ def test_squared_norm_with_the_mean_term_is_bounded_by_the_flat_image(generator)
     assert torch.allclose(net_part[0], 0.25 * net_part[1], rtol=1e-9)
     assert torch.allclose(net_part[2], 4.0 * net_part[1], rtol=1e-9)
     assert (net_part[1] > 0).all()
+
+
+def test_mean_embedding_lets_the_network_see_brightness_and_keeps_the_bound(tiny_images, generator):
+    """mean_embedding=True: zero weights give exactly the model without it; with weights, the
+    energy's scores equal finite differences, the network part changes with brightness (without
+    it, it is invariant: p factorises into p(mean) p(x - mean)), every parameter trains, and no
+    image is more probable than the flat image of its mean."""
+    torch.manual_seed(4)
+    kinds = dict(head="squared_norm", time_term="gaussian_log_t", mean_term="gaussian")
+    blind = dc.build_energy_model("tiny", **kinds).double()
+    seeing = dc.build_energy_model("tiny", mean_embedding=True, **kinds).double()
+    missing, unexpected = seeing.load_state_dict(blind.state_dict(), strict=False)
+    assert missing == ["mean_embedding.weight"] and not unexpected
+    y = torch.rand(3, 1, 16, 16, generator=generator, dtype=torch.float64)
+    t = torch.tensor([1e-5, 1e-2, 10.0], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(seeing.energy(y, t), blind.energy(y, t), rtol=0, atol=0)
+    torch.nn.init.normal_(seeing.mean_embedding.weight, std=1.0)
+
+    def network_part(model, images):
+        means = images.mean(dim=(2, 3))
+        return model.raw_energy(images, t) - model.mean_term(means, t) - model.time_term(t)
+
+    with torch.no_grad():
+        brighter = y + 0.2
+        blind_change = network_part(blind, brighter) - network_part(blind, y)
+        seeing_change = network_part(seeing, brighter) - network_part(seeing, y)
+    assert blind_change.abs().max() < 1e-9 * network_part(blind, y).abs().max()
+    # at initialisation the norms' conditioning is weak: a relative change of 4e-4 ... 2e-2 here
+    assert (seeing_change.abs() > 1e-5 * network_part(seeing, y).abs()).all()
+
+    y_grad = y[:2].clone().requires_grad_(True)
+    t_grad = torch.tensor([0.03, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda y, t: seeing.energy(y, t), (y_grad, t_grad), eps=1e-6, atol=1e-5
+    )
+
+    flat = y.mean(dim=(2, 3), keepdim=True).expand_as(y).contiguous()
+    with torch.no_grad():
+        assert (seeing.energy(y, t) > seeing.energy(flat, t)).all()
+
+    model = dc.build_energy_model("tiny", mean_embedding=True, **kinds)
+    levels = sample_t(8, NoiseConfig(t_min=1e-4, t_max=10.0), generator=generator)
+    noisy = add_noise(tiny_images, levels, torch.randn(tiny_images.shape, generator=generator))
+    cfg = LossConfig()
+    score_matching_terms(model, tiny_images, noisy, levels, cfg).total(cfg).mean().backward()
+    assert model.mean_embedding.weight.grad.abs().sum() > 0
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    with pytest.raises(ValueError, match="mean_embedding=True needs mean_term='gaussian'"):
+        dc.build_energy_model("tiny", mean_embedding=True)

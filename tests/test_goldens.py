@@ -72,7 +72,9 @@ def compute_analysis() -> dict[str, list[float]]:
             model, x[:2], num_steps=6, num_paths=2, generator=_gen()
         ).nll_nats.tolist(),
         "sample_ode": _summary(sample(model, 2, method="ode", num_steps=4, generator=_gen())),
-        "sample_reverse_sde": _summary(sample(model, 2, num_steps=4, generator=_gen())),
+        "sample_reverse_sde": _summary(
+            sample(model, 2, method="reverse_sde", num_steps=4, generator=_gen())
+        ),
         "sample_langevin": _summary(
             sample(model, 2, method="langevin", num_steps=2, steps_per_level=2, generator=_gen())
         ),

@@ -121,6 +121,7 @@ def test_every_bar_passes_on_good_figures_and_fails_on_each_breaker(mq):
 def test_sampling_bar(mq):
     good = {
         "num_samples": 16,
+        "method": "ancestral",
         "num_steps": 100,
         "min_pixel": -0.04,
         "max_pixel": 1.0,
@@ -147,10 +148,13 @@ def test_counting_not_evaluated_and_fashion(mq):
     assert all("[reported, not counted]" in b.line() for b in fashion if not b.counted)
 
 
-def test_app_default_sampling_steps(mq):
+def test_app_default_sampling_steps_and_method(mq):
     page = (ROOT / "app" / "views" / "sample.py").read_text()
     match = re.search(r'slider\("steps",\s*\d+,\s*\d+,\s*(\d+)', page)
     assert match and int(match.group(1)) == mq.APP_SAMPLE_STEPS
+    # the method box lists METHODS in order, so its default is the dict's first key
+    match = re.search(r'METHODS = \{[^\n]*\n\s*"(\w+)"', page)
+    assert match and match.group(1) == mq.APP_SAMPLE_METHOD
 
 
 def _tiny_setup(mq, tmp_path: Path, **sizes):

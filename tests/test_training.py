@@ -231,6 +231,25 @@ def test_init_from_may_add_the_log_t_time_term_and_change_eps(tmp_path, generato
         torch.testing.assert_close(eps.state_dict()[name], value, rtol=0, atol=0)
 
 
+def test_init_from_may_switch_on_the_mean_embedding(tmp_path, generator):
+    kinds = {"model.mean_term": "gaussian", "model.head": "squared_norm"}
+    train(tiny_config(num_steps=2, **kinds), tmp_path / "first", progress=False)
+    folder = tmp_path / "first" / "model"
+    seeing = tiny_config(
+        num_steps=0, init_from=str(folder), **kinds, **{"model.mean_embedding": True}
+    )
+    train(seeing, tmp_path / "second", progress=False)
+    first, second = dc.load_model(folder), dc.load_model(tmp_path / "second" / "model")
+    assert second.config.mean_embedding and not first.config.mean_embedding
+    y = torch.rand(3, 1, 16, 16, generator=generator)
+    t = torch.tensor([1e-5, 1e-2, 10.0])
+    with torch.no_grad():  # its weights start at zero: the same function as the source
+        torch.testing.assert_close(second.energy(y, t), first.energy(y, t), rtol=0, atol=0)
+    back = tiny_config(num_steps=0, init_from=str(tmp_path / "second" / "model"), **kinds)
+    with pytest.raises(ValueError, match="another architecture.*mean_embedding"):
+        train(back, tmp_path / "third", progress=False)
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(num_steps=3)
     train(cfg, tmp_path / "run", progress=False)

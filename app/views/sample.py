@@ -13,8 +13,9 @@ from dsm_core.images import tensor_to_pixels
 LONG_RUN_S = 20.0  # warn before a run expected to take longer than this
 
 RESULT = "sample_result"
-METHODS = {
-    "reverse_sde": "reverse diffusion (SDE)",
+METHODS = {  # the first is the default
+    "ancestral": "reverse diffusion (SDE), ancestral steps",
+    "reverse_sde": "reverse diffusion (SDE), Euler-Maruyama",
     "ode": "probability-flow ODE (deterministic)",
     "langevin": "annealed Langevin",
 }

@@ -14,17 +14,20 @@ def sampling_score_evaluations(
 ) -> int:
     """Gradient evaluations grad_y U of the whole batch that ``iter_samples`` makes.
 
-    "reverse_sde": one per level; "ode": two (Heun); "langevin": ``steps_per_level`` on each of
-    ``num_steps + 1`` levels; plus one for the final denoising step.
+    "ancestral", "reverse_sde": one per level; "ode": two (Heun); "langevin":
+    ``steps_per_level`` on each of ``num_steps + 1`` levels; plus one for the final denoising
+    step.
     """
-    if method == "reverse_sde":
+    if method in ("ancestral", "reverse_sde"):
         count = num_steps
     elif method == "ode":
         count = 2 * num_steps
     elif method == "langevin":
         count = (num_steps + 1) * steps_per_level
     else:
-        raise ValueError(f"method must be 'reverse_sde', 'langevin' or 'ode', got {method!r}")
+        raise ValueError(
+            f"method must be 'ancestral', 'reverse_sde', 'langevin' or 'ode', got {method!r}"
+        )
     return count + (1 if denoise_final else 0)
 
 

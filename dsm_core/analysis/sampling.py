@@ -1,11 +1,17 @@
 """Sampling driven by grad_y U over noise levels: reverse diffusion, annealed Langevin, flow ODE.
 
-All three start from ``N(0, t_max I)`` (the prior of paper eq. 13-14; see ``init_mean``) and
-follow a geometric schedule of noise variances from t_max down to t_min (the model was trained on
-[1e-9, 1e3]):
+All start from ``N(0, t_max I)`` (the prior of paper eq. 13-14; see ``init_mean``) and follow a
+geometric schedule of noise variances from t_max down to t_min (by default the model's trained
+range):
 
 - ``"reverse_sde"``: Euler-Maruyama for the reverse of the variance-exploding forward process
   ``dx = dw``: ``x <- x - (t_k - t_{k+1}) grad_y U(x, t_k) + sqrt(t_k - t_{k+1}) xi``.
+- ``"ancestral"``: the same reverse SDE in ancestral steps (``flow.ancestral_step``): the same
+  drift, noise variance ``(t_k - t_{k+1}) t_{k+1} / t_k``. With an exact Gaussian score and
+  100 levels from 1e3 to 1e-6 it ends at exactly t_min along directions the data do not occupy
+  (Euler-Maruyama: 1.23 t_min) and at 0.90 of the variance along the others (Euler-Maruyama:
+  1.11). On the default model at 100 steps its samples' mean pixel standard deviation is 0.108,
+  Euler-Maruyama's 0.240 (1,000 Euler-Maruyama steps: 0.118; held-out crops: 0.135).
 - ``"langevin"``: annealed Langevin dynamics (Song and Ermon 2019): at each level t_l,
   ``steps_per_level`` steps ``x <- x - eta grad_y U(x, t_l) + sqrt(2 eta) xi`` with
   ``eta = step_scale * t_l`` (step proportional to the noise variance).
@@ -31,10 +37,10 @@ from dsm_core.analysis._common import (
     randn,
 )
 from dsm_core.energy import DenoisingModel
-from dsm_core.flow import langevin_step, ode_step, reverse_sde_step
+from dsm_core.flow import ancestral_step, langevin_step, ode_step, reverse_sde_step
 from dsm_core.noise import add_noise, batch_t, noise_schedule, tweedie_denoise
 
-Method = Literal["reverse_sde", "langevin", "ode"]
+Method = Literal["ancestral", "reverse_sde", "langevin", "ode"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def iter_samples(
     model: DenoisingModel,
     num_samples: int,
     *,
-    method: Method = "reverse_sde",
+    method: Method = "ancestral",
     t_max: float = 1e3,
     t_min: float | None = None,
     num_steps: int = 1000,
@@ -84,13 +90,13 @@ def iter_samples(
     Args:
         model: an energy or score model (only grad_y is used).
         num_samples: number of images N.
-        method: "reverse_sde", "langevin" or "ode" (see the module docstring).
+        method: "ancestral", "reverse_sde", "langevin" or "ode" (see the module docstring).
         t_max: initial noise variance; the samples start as ``N(0, t_max I)``.
         t_min: final noise variance (default: the model's trained floor ``model.t_min``, else
             1e-6).
-        num_steps: number of noise levels below t_max ("reverse_sde", "ode": one update per level,
-            the ODE with 2 gradient evaluations; "langevin": ``num_steps + 1`` levels of
-            ``steps_per_level`` updates each).
+        num_steps: number of noise levels below t_max ("ancestral", "reverse_sde", "ode": one
+            update per level, the ODE with 2 gradient evaluations; "langevin": ``num_steps + 1``
+            levels of ``steps_per_level`` updates each).
         steps_per_level: Langevin updates per level.
         step_scale: Langevin step relative to the level's noise variance.
         denoise_final: return D(x, t_min) instead of x.
@@ -108,8 +114,10 @@ def iter_samples(
     Yields:
         ``SamplingStep``s; close the generator to stop early.
     """
-    if method not in ("reverse_sde", "langevin", "ode"):
-        raise ValueError(f"method must be 'reverse_sde', 'langevin' or 'ode', got {method!r}")
+    if method not in ("ancestral", "reverse_sde", "langevin", "ode"):
+        raise ValueError(
+            f"method must be 'ancestral', 'reverse_sde', 'langevin' or 'ode', got {method!r}"
+        )
     device = model_device(model, device)
     shape = (num_samples, *model.image_shape)
     t_min = lowest_t(model, t_min, 1e-6)
@@ -156,6 +164,9 @@ def iter_samples(
             if method == "reverse_sde":
                 noise = randn(shape, generator, dtype).to(device)
                 x = reverse_sde_step(x, _grad(model, x, t_hi, batch_size), dt, noise)
+            elif method == "ancestral":
+                noise = randn(shape, generator, dtype).to(device)
+                x = ancestral_step(x, _grad(model, x, t_hi, batch_size), t_hi, t_lo, noise)
             else:  # Heun for dx/dt = grad_y U / 2 (the flow of paper eq. 13), backward in t
                 (x,) = ode_step(flow, (x,), t_hi, t_lo, "heun")
             step += 1

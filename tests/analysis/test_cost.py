@@ -15,7 +15,7 @@ class _Counting(dc.GaussianEnergy):
         return super().grad_y(y, t)
 
 
-@pytest.mark.parametrize("method", ["reverse_sde", "ode", "langevin"])
+@pytest.mark.parametrize("method", ["ancestral", "reverse_sde", "ode", "langevin"])
 @pytest.mark.parametrize("denoise_final", [True, False])
 def test_sampling_score_evaluations_counts_the_gradient_calls(method, denoise_final):
     oracle = _Counting.isotropic(torch.full((1, 2, 2), 0.5, dtype=torch.float64), 0.1)

@@ -32,6 +32,8 @@ def _predicted(
             dt, a_hi, a_lo = t_hi - t_lo, 1 / (lam + t_hi), 1 / (lam + t_lo)
             if method == "reverse_sde":
                 m, v = m * (1 - dt * a_hi), v * (1 - dt * a_hi) ** 2 + dt
+            elif method == "ancestral":
+                m, v = m * (1 - dt * a_hi), v * (1 - dt * a_hi) ** 2 + dt * t_lo / t_hi
             else:
                 f = 1 - dt / 4 * (a_hi + a_lo * (1 - dt * a_hi / 2))
                 m, v = m * f, v * f**2
@@ -45,6 +47,7 @@ def _predicted(
     "method, kwargs",
     [
         ("reverse_sde", dict(num_steps=100)),
+        ("ancestral", dict(num_steps=100)),
         ("ode", dict(num_steps=50)),
         ("langevin", dict(num_steps=20, steps_per_level=5, step_scale=0.1)),
     ],
@@ -77,7 +80,23 @@ def test_samplers_follow_their_exact_linear_recursion(
     assert torch.all((c.var(0) / v - 1).abs() < 5 * math.sqrt(2 / N))
 
 
-@pytest.mark.parametrize("method", ["reverse_sde", "ode"])
+def test_ancestral_steps_are_exact_where_the_data_has_no_variance():
+    """Along a direction of data variance lambda, 100 levels from 1e3 to 1e-6 (the app's
+    default): with lambda = 0 the ancestral recursion ends at exactly t_min, Euler-Maruyama at
+    ~1.2 t_min; for every lambda the ancestral variance is closer to lambda + t_min."""
+    lam = torch.tensor([0.0, 1e-6, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 1.0], dtype=torch.float64)
+    oracle = dc.GaussianEnergy(torch.zeros(1, 1, 8), lam, torch.eye(8, dtype=torch.float64))
+    settings = dict(t_max=1e3, t_min=1e-6, num_steps=100, steps_per_level=1, step_scale=0.0)
+    ratios = {}
+    for method in ("ancestral", "reverse_sde"):
+        _, v = _predicted(oracle, method, 0.0, denoise_final=False, **settings)
+        ratios[method] = v / (lam + 1e-6)
+    assert ratios["ancestral"][0].item() == pytest.approx(1.0, rel=1e-9)
+    assert ratios["reverse_sde"][0].item() > 1.15
+    assert torch.all((ratios["ancestral"] - 1).abs() < (ratios["reverse_sde"] - 1).abs())
+
+
+@pytest.mark.parametrize("method", ["reverse_sde", "ancestral", "ode"])
 def test_samples_reproduce_mean_and_covariance(gaussian_oracle, generator, method):
     t_min = 1e-3
     samples = dc.sample(

@@ -302,7 +302,7 @@ def test_sample_ode_check_flags_and_cost_warning(app: AppTest, tiny_model_dir, t
     app.switch_page("views/sample.py").run()
     app.slider(key="sample_steps").set_value(10).run()
     app.slider(key="sample_count").set_value(1).run()
-    evaluations = sampling_score_evaluations("reverse_sde", 10)
+    evaluations = sampling_score_evaluations("ancestral", 10)
     assert f"{evaluations:,} score evaluations of 1 image," in " ".join(
         c.value for c in app.caption
     )
