@@ -42,6 +42,8 @@ overrides, e.g.:
   num_steps=2000 lr=2e-4 batch_size=64 warmup_steps=0 grad_clip=null ema_decay=0.999
   noise.t_min=1e-9 loss.time_weight=0 seed=1 device=cuda
   model.time_term=none model.unet.base_width=16 model.head=squared_norm
+  model.mean_embedding=true   (with model.mean_term=gaussian: the network sees each channel's
+      image mean through its noise embedding; init_from may switch it on)
   data.name=fashion-mnist data.grayscale=false model.unet.channels=3
   data.name=imagenet64:/data/imagenet64 data.subset=A data.subset_size=1000
   loss.heat_weight=10 loss.heat_images=4 loss.heat_points=ascent   (the heat-equation term on
