@@ -34,7 +34,7 @@ bundle = components.require_bundle()
 model = bundle.model
 heldout = components.heldout_or_warn(bundle)
 
-cols = st.columns(4)
+cols = st.columns([1.6, 1, 1, 1])  # the method labels are long
 method = cols[0].selectbox("method", list(METHODS), format_func=METHODS.get, key="sample_method")
 num_steps = cols[1].slider("steps", 10, 1000, 100, step=10, key="sample_steps")
 num_samples = cols[2].slider("images", 1, 16, 8, key="sample_count")
