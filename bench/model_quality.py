@@ -26,6 +26,9 @@ Bars per test set (thresholds are the module constants; all log p in dB/dim; one
                      and at most 1 above the best constant image's log p (constants c =
                      0, 0.01, ..., 1); total variation (``dsm_core.analysis.total_variation``)
                      lower at the best iterate than at the start for >= 80 % of the crops.
+                     Reported beside it, not judged: step x the largest eigenvalue of the
+                     Hessian of U at each best iterate (``max_curvature``); above 2 the
+                     ascent oscillates there.
   4 brightness-contrast  one-shot slope of log p(0.8 x + b) over b = 0 ... 0.2 (mean over crops of
                      the least-squares slope) within +-1.5 per unit b; on the paper's slice
                      (``contrast_slice_logp_db``: a x + 1/2, a = 0, 0.05, ..., 0.5) log p strictly
@@ -244,6 +247,12 @@ def judge_ascent(set_name: str, f: dict | None, counted: bool = True) -> Bar:
         f"{f['max_above_constant_db']:+.2f}; TV falling {f['fraction_tv_falling']:.0%} "
         f"(mean TV {f['mean_tv_start']:.3f} -> {f['mean_tv_best']:.3f})"
     )
+    if "step_curvature_best" in f:  # figures written before it was measured lack it
+        ratio = np.asarray(f["step_curvature_best"])
+        figures += (
+            f"; step x lambda_max at the best iterates median {np.median(ratio):.2f}, max "
+            f"{ratio.max():.2f} (above 2 a step overshoots)"
+        )
     return Bar(set_name, "ascent", _status(ok), figures, threshold, counted)
 
 
@@ -627,6 +636,10 @@ def measure_ascent(
     one_shot = dc.logp_db(model, best).double()
     ode, ode_se = ode_logp_db(model, best, settings, seed, f"{tag} ascent")
     gap = (one_shot - ode).abs()
+    # step x the Hessian's largest eigenvalue: above 2 the ascent oscillates there (paper §D.4)
+    step_curvature = default_step_size(model) * analysis.max_curvature(
+        model, best, generator=torch.Generator().manual_seed(seed)
+    )
     tv_start = analysis.total_variation(start)
     tv_best = analysis.total_variation(best)
     return {
@@ -649,6 +662,7 @@ def measure_ascent(
         "fraction_tv_falling": (tv_best < tv_start).double().mean().item(),
         "mean_tv_start": tv_start.mean().item(),
         "mean_tv_best": tv_best.mean().item(),
+        "step_curvature_best": step_curvature.tolist(),
     }
 
 

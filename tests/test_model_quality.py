@@ -118,6 +118,14 @@ def test_every_bar_passes_on_good_figures_and_fails_on_each_breaker(mq):
     assert "only 512 crops" in bar.figures
 
 
+def test_ascent_line_reports_the_step_curvature_product_when_measured(mq):
+    figures = _good(mq)["ascent"]
+    assert "lambda_max" not in mq.judge_ascent("own", figures).line()  # older figures
+    bar = mq.judge_ascent("own", {**figures, "step_curvature_best": [0.5, 3.0, 1.5]})
+    assert bar.met  # reported, not judged
+    assert "step x lambda_max at the best iterates median 1.50, max 3.00" in bar.line()
+
+
 def test_sampling_bar(mq):
     good = {
         "num_samples": 16,

@@ -6,11 +6,17 @@ import streamlit as st
 import torch
 
 from app import charts, components
-from dsm_core.analysis import default_step_size, iter_logp_ascent, smoothing_finding
+from dsm_core.analysis import (
+    default_step_size,
+    iter_logp_ascent,
+    max_curvature,
+    smoothing_finding,
+)
 from dsm_core.images import pixels_to_tensor, tensor_to_pixels
 
 STEP_MULTIPLIERS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 RESULT = "ascent_result"
+CURVATURE_ITERS = 30  # power-iteration steps of max_curvature
 
 st.title("Gradient ascent / descent")
 st.markdown(
@@ -30,6 +36,31 @@ heldout = components.heldout_or_warn(bundle)
 image = components.image_picker(bundle, heldout, "ascent")
 x = image.tensor()
 base_step = default_step_size(model)
+
+
+def step_ratios(stored: dict, images: torch.Tensor, step_size: float) -> tuple[float, float]:
+    """eta * lambda_max at the start and the best iterate (images (2, C, H, W)): whether the step
+    was small enough for the curvature it met. Computed once per run and kept with it."""
+    if "curvature" not in stored:
+        with st.spinner("Curvature of the energy at the start and at the best iterate…"):
+            curvature = max_curvature(
+                model, images, num_iters=CURVATURE_ITERS, generator=torch.Generator().manual_seed(0)
+            )
+        stored["curvature"] = curvature.tolist()
+    start_ratio, best_ratio = (step_size * c for c in stored["curvature"])
+    return start_ratio, best_ratio
+
+
+def stability_note(start_ratio: float, best_ratio: float) -> None:
+    text = (
+        f"Step stability: η·λ_max = {start_ratio:.2f} at the start and {best_ratio:.2f} at the "
+        "best iterate, where λ_max is the largest curvature of U = −log p there (the dominant "
+        f"eigenvalue of ∇²U, {CURVATURE_ITERS} power-iteration steps). Below 2 a step settles "
+        "towards a nearby maximum; above 2 it overshoots along that direction and the iterates "
+        "oscillate, held in only by the clip to [0, 1] (the paper's “numerical instabilities "
+        "around high-probability images”)."
+    )
+    (st.info if max(start_ratio, best_ratio) > 2 else st.caption)(text)
 
 
 # Not a fragment, on purpose: a click on Stop must interrupt the running loop, and Streamlit
@@ -103,6 +134,11 @@ def ascent_panel() -> None:
         st.caption("Press **Run**; **Stop** keeps the best iterate found so far.")
         return
     start, best = stored["logp"][0], stored["best_logp"]
+    start_x = pixels_to_tensor(image.pixels[None])
+    best_x = pixels_to_tensor(stored["best_image"][None])
+    # the step's stability concerns ascent (a descent step on log p is meant to move away)
+    ascent = direction == "ascent"
+    ratios = step_ratios(stored, torch.cat([start_x, best_x]), settings[4]) if ascent else None
     done = stored["steps"][-1]
     if not stored["finished"]:
         st.warning(f"Stopped after {done} of {stored['total']} steps.")
@@ -129,9 +165,14 @@ def ascent_panel() -> None:
                 f"(PSNR {-20 * np.log10(rms):.1f} dB)."
             )
         else:
-            st.caption("No step improved on the start: try a larger step size.")
-    start_x = pixels_to_tensor(image.pixels[None])
-    best_x = pixels_to_tensor(stored["best_image"][None])
+            st.caption(
+                "No step improved on the start: "
+                + (
+                    "the step overshoots here (η·λ_max > 2, below): try a smaller step size."
+                    if ascent and ratios[0] > 2
+                    else "try a larger step size."
+                )
+            )
     smooth = smoothing_finding(start_x, best_x, direction)
     start_tv, best_tv = float(smooth.start_tv[0]), float(smooth.result_tv[0])
     expected = "smoother" if direction == "ascent" else "noisier"
@@ -148,6 +189,8 @@ def ascent_panel() -> None:
         )
         + ").",
     )
+    if ascent:
+        stability_note(*ratios)
     actions = st.columns([1, 1, 1, 3])
     with actions[0]:
         components.probe_button(

@@ -14,6 +14,7 @@ from dsm_core.analysis.ascent import (
     ascend_logp,
     default_step_size,
     iter_logp_ascent,
+    max_curvature,
 )
 from dsm_core.analysis.cost import sampling_score_evaluations, seconds_per_score_evaluation
 from dsm_core.analysis.denoising import (
@@ -145,6 +146,7 @@ __all__ = [
     "logp_db",
     "logp_db_curve",
     "logp_map",
+    "max_curvature",
     "mse_nll_nats",
     "nll_bits_per_dim",
     "noise_level_figure",

@@ -54,6 +54,64 @@ def default_step_size(model: BaseEnergy) -> float:
     return 1e-2 / model.d
 
 
+def max_curvature(
+    model: BaseEnergy,
+    x: torch.Tensor,
+    *,
+    t: float = 0.0,
+    num_iters: int = 30,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """The dominant eigenvalue of the Hessian of the energy U(., t) at each image (power iteration).
+
+    A step of ascent on log p, ``y <- y - step_size * grad_y U``, shrinks the distance to a
+    maximum along a Hessian eigenvector of eigenvalue lam > 0 only while ``step_size * lam < 2``;
+    beyond it every step multiplies that component by ``|1 - step_size * lam| > 1``, and the
+    iterates oscillate with growing amplitude, held in only by the clip to [0, 1]: the
+    "numerical instabilities around high-probability images" of paper §D.4 (Fig. 13). For an
+    exact p_t, lam <= 1/t, since ``grad_y^2 U = (I - Cov[x | y] / t) / t``.
+
+    Args:
+        model: a normalised energy model.
+        x: images (B, *image_shape).
+        t: noise variance (0: the model's clean-image level, as ``iter_logp_ascent``).
+        num_iters: Hessian-vector products per image (each one backward pass through the graph
+            of grad_y U); the error falls as ``|lam_2 / lam_1| ** num_iters``.
+        generator: source of the starting vectors (on the CPU).
+        batch_size: images per pass (default: ``VALUES_PER_BATCH`` / d).
+        device: compute device (default: the model's).
+
+    Returns:
+        (B,) float64 CPU tensor: the Rayleigh quotient ``v^T (grad_y^2 U) v`` of the final unit
+        vector v, the eigenvalue of largest magnitude with its sign, in nats per squared unit of
+        intensity (so ``step_size * lam`` is dimensionless for a step in nats).
+
+    Raises:
+        ValueError: num_iters < 1; TypeError / ValueError for images of the wrong shape.
+    """
+    require_energy(model, "the curvature of the energy")
+    x = check_images(model, x)
+    if num_iters < 1:
+        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+    device = model_device(model, device)
+    start = torch.randn(x.shape, generator=generator, dtype=x.dtype)  # (B, *image_shape)
+    eigenvalue = torch.empty(x.shape[0], dtype=torch.float64)
+    for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
+        y = x[rows].detach().to(device).requires_grad_(True)
+        v = start[rows].to(device)
+        with torch.enable_grad():
+            _, grad_y, _ = model.energy_and_scores(y, t, create_graph=True)
+            for _ in range(num_iters):
+                v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (v.dim() - 1))  # unit rows
+                (hessian_v,) = torch.autograd.grad((grad_y * v).sum(), y, retain_graph=True)
+                quotient = (hessian_v * v).flatten(1).sum(dim=1)  # (b,) v^T H v
+                v = hessian_v.detach()
+        eigenvalue[rows] = quotient.detach().double().cpu()
+    return eigenvalue
+
+
 def iter_logp_ascent(
     model: BaseEnergy,
     x: torch.Tensor,

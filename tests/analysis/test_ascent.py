@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dsm_core import units
-from dsm_core.analysis import ascend_logp, default_step_size, iter_logp_ascent
+from dsm_core.analysis import ascend_logp, default_step_size, iter_logp_ascent, max_curvature
 
 
 def test_ascent_converges_to_the_mode_and_raises_logp_monotonically(gaussian_oracle, oracle_images):
@@ -63,3 +63,53 @@ def test_unet_batched_equals_unbatched_and_generator_can_stop(tiny_model, tiny_i
     first = next(gen)
     gen.close()
     assert first.step == 0 and first.logp_db.shape == (1,)
+
+
+def test_max_curvature_is_the_gaussian_hessians_largest_eigenvalue(gaussian_oracle, oracle_images):
+    # grad_y^2 U = V diag(1 / (lam_i + t)) V^T at every y: the largest is 1 / (lam_min + t)
+    lam_min = gaussian_oracle.eigenvalues.min().item()
+    for t in (0.0, 0.1):
+        curvature = max_curvature(
+            gaussian_oracle, oracle_images, t=t, num_iters=300, generator=torch.Generator()
+        )
+        assert curvature.shape == (6,) and curvature.dtype == torch.float64
+        torch.testing.assert_close(
+            curvature, torch.full((6,), 1 / (lam_min + t), dtype=torch.float64), rtol=1e-4, atol=0
+        )
+
+
+def test_ascent_steps_are_stable_below_two_over_the_curvature(gaussian_oracle, oracle_images):
+    # the stability rule in max_curvature's docstring, on the exact Gaussian energy (no clip)
+    curvature = max_curvature(gaussian_oracle, oracle_images[:1], num_iters=300).item()
+    mean = gaussian_oracle.mean.expand_as(oracle_images)
+    distance = {}
+    for factor in (1.9, 2.1):
+        *_, last = iter_logp_ascent(
+            gaussian_oracle, oracle_images, num_steps=300, step_size=factor / curvature, clip=False
+        )
+        distance[factor] = (last.image - mean).flatten(1).norm(dim=1)  # (6,)
+    start = (oracle_images - mean).flatten(1).norm(dim=1)
+    assert torch.all(distance[1.9] < 0.1 * start)  # converges to the mode
+    assert torch.all(distance[2.1] > 10 * start)  # oscillates with growing amplitude
+
+
+def test_max_curvature_matches_the_dense_hessian_of_a_unet(tiny_model, tiny_images):
+    model = tiny_model.double()
+    x = tiny_images[:1].double()
+    curvature = max_curvature(model, x, num_iters=500, generator=torch.Generator().manual_seed(1))
+    y = x.clone().requires_grad_(True)
+    _, grad_y, _ = model.energy_and_scores(y, 0.0, create_graph=True)
+    flat = grad_y.flatten()  # (256,)
+    rows = [torch.autograd.grad(flat[i], y, retain_graph=True)[0].flatten() for i in range(256)]
+    hessian = torch.stack(rows)  # (256, 256), built one row at a time
+    torch.testing.assert_close(hessian, hessian.T, rtol=0, atol=1e-8 * hessian.abs().max().item())
+    eigenvalues = torch.linalg.eigvalsh(hessian)
+    dominant = eigenvalues[eigenvalues.abs().argmax()]
+    torch.testing.assert_close(curvature[0], dominant, rtol=1e-3, atol=0)
+
+
+def test_max_curvature_refuses_bad_arguments(gaussian_oracle, oracle_images):
+    with pytest.raises(ValueError, match="num_iters"):
+        max_curvature(gaussian_oracle, oracle_images, num_iters=0)
+    with pytest.raises(ValueError):
+        max_curvature(gaussian_oracle, oracle_images[:, :, :2])

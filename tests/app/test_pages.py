@@ -11,8 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 import dsm_core as dc
 from dsm_core import units
-from dsm_core.analysis import affine_logp_db, interpolation_logp_db, iter_logp_ascent
-from dsm_core.images import pixels_to_tensor, prepare_upload
+from dsm_core.analysis import (
+    affine_logp_db,
+    interpolation_logp_db,
+    iter_logp_ascent,
+    max_curvature,
+)
+from dsm_core.images import pixels_to_tensor, prepare_upload, tensor_to_pixels
 
 LOGP = "log p [dB/dim]"
 
@@ -166,16 +171,25 @@ def test_ascent_page(app: AppTest, tiny_model_dir, tiny_loaded):
     assert_ok(app)
     x = _x(tiny_model_dir, 0)
     step = 10.0 * dc.analysis.default_step_size(tiny_loaded)
-    values = [
-        float(item.logp_db[0])
-        for item in iter_logp_ascent(tiny_loaded, x, num_steps=20, step_size=step)
-    ]
+    items = list(iter_logp_ascent(tiny_loaded, x, num_steps=20, step_size=step))
+    values = [float(item.logp_db[0]) for item in items]
     assert metric(app, "gain [dB/dim]") == f"{max(values) - values[0]:+.2f}"
+    best = pixels_to_tensor(tensor_to_pixels(items[int(np.argmax(values))].image[0])[None])
+    curvature = max_curvature(
+        tiny_loaded, torch.cat([x, best]), num_iters=30, generator=torch.Generator().manual_seed(0)
+    )
+    notes = [c.value for c in app.caption] + [i.value for i in app.info]
+    (note,) = [n for n in notes if n.startswith("Step stability")]
+    ratio = step * curvature
+    assert f"η·λ_max = {ratio[0]:.2f} at the start and {ratio[1]:.2f} at the best" in note
+    assert bool(app.info) is bool(ratio.max() > 2)
     assert any(s["layout"]["title"]["text"] == "log p during the run" for s in plotly_specs(app))
     app.radio(key="ascent_direction").set_value("descent").run()
     app.button(key="ascent_run").click().run()
     assert_ok(app)
     assert float(metric(app, "change [dB/dim]")) <= 0.0
+    notes = [c.value for c in app.caption] + [i.value for i in app.info]
+    assert not any(n.startswith("Step stability") for n in notes)  # ascent only
 
 
 def test_estimators_page(app: AppTest, tiny_model_dir, tiny_loaded):
