@@ -74,10 +74,11 @@ def ascent_panel() -> None:
     multiplier = cols[2].select_slider(
         "step size η (× 10⁻²/d)",
         options=list(STEP_MULTIPLIERS),
-        value=10.0,
+        value=1.0,
         key="ascent_step_multiplier",
         help=f"η = multiplier × {base_step:.2e} (the paper's 10⁻²/d for d = {model.d}), "
-        "applied to ∇ log p in nats. Larger steps go further in fewer steps but can overshoot.",
+        "applied to ∇ log p in nats. Larger steps go further in fewer steps but overshoot where "
+        "η·λ_max > 2 (shown after a run); on smooth images even the paper's step can.",
     )
     step_size = float(multiplier) * base_step
     settings = (bundle.key, image.digest, direction, num_steps, step_size)

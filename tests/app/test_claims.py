@@ -268,7 +268,7 @@ def test_ascent_line_and_ode_check_on_the_default_model(monkeypatch, default_mod
     app.button(key="ascent_run").click().run()
     assert_ok(app)
     heldout, x = _heldout(DEFAULT, default_model)
-    step = 10.0 * dc.analysis.default_step_size(default_model)
+    step = dc.analysis.default_step_size(default_model)
     best, best_value = None, -np.inf
     for item in iter_logp_ascent(default_model, x[:1], num_steps=10, step_size=step):
         if float(item.logp_db[0]) > best_value:

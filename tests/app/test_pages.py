@@ -170,7 +170,7 @@ def test_ascent_page(app: AppTest, tiny_model_dir, tiny_loaded):
     app.button(key="ascent_run").click().run()
     assert_ok(app)
     x = _x(tiny_model_dir, 0)
-    step = 10.0 * dc.analysis.default_step_size(tiny_loaded)
+    step = dc.analysis.default_step_size(tiny_loaded)
     items = list(iter_logp_ascent(tiny_loaded, x, num_steps=20, step_size=step))
     values = [float(item.logp_db[0]) for item in items]
     assert metric(app, "gain [dB/dim]") == f"{max(values) - values[0]:+.2f}"
