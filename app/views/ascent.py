@@ -60,6 +60,11 @@ def stability_note(start_ratio: float, best_ratio: float) -> None:
         "oscillate, held in only by the clip to [0, 1] (the paper's “numerical instabilities "
         "around high-probability images”)."
     )
+    if min(start_ratio, best_ratio) < 0:
+        text += (
+            " A negative value means U curves downwards along its stiffest direction: there the "
+            "step leaves rather than settles."
+        )
     (st.info if max(start_ratio, best_ratio) > 2 else st.caption)(text)
 
 

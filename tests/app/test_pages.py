@@ -183,6 +183,7 @@ def test_ascent_page(app: AppTest, tiny_model_dir, tiny_loaded):
     ratio = step * curvature
     assert f"η·λ_max = {ratio[0]:.2f} at the start and {ratio[1]:.2f} at the best" in note
     assert bool(app.info) is bool(ratio.max() > 2)
+    assert ("A negative value means" in note) is bool(ratio.min() < 0)
     assert any(s["layout"]["title"]["text"] == "log p during the run" for s in plotly_specs(app))
     app.radio(key="ascent_direction").set_value("descent").run()
     app.button(key="ascent_run").click().run()
