@@ -16,6 +16,7 @@ from dsm_core.analysis._common import (
     require_energy,
 )
 from dsm_core.energy import BaseEnergy
+from dsm_core.noise import per_image
 
 Direction = Literal["ascent", "descent"]
 GradUnit = Literal["nats", "db"]
@@ -104,7 +105,7 @@ def max_curvature(
         with torch.enable_grad():
             _, grad_y, _ = model.energy_and_scores(y, t, create_graph=True)
             for _ in range(num_iters):
-                v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (v.dim() - 1))  # unit rows
+                v = v / per_image(v.flatten(1).norm(dim=1), v)  # unit rows
                 (hessian_v,) = torch.autograd.grad((grad_y * v).sum(), y, retain_graph=True)
                 quotient = (hessian_v * v).flatten(1).sum(dim=1)  # (b,) v^T H v
                 v = hessian_v.detach()
