@@ -54,7 +54,9 @@ tests and development; its verdicts are not the bars'). ``--proxy`` is the cheap
 choosing checkpoints while training (issue 12, 4): the best constant image and bars 1 and 2 only,
 on 32 ODE crops and 4 ascent crops per set (about 7 minutes on one CPU thread for a 32x32 model),
 last line ``proxy_met: N/M``; ``--test-images`` scores a run's exported model on another folder's
-held-out crops. Progress goes to stderr.
+held-out crops; ``--gmm-components 2`` fits the mixture baseline with K = 2 only (at
+64x64 that fit took 189 s on one thread, the full list over 10 minutes). Progress goes to
+stderr. At 64x64 the full script took 36 minutes on one thread.
 
 Examples:
     python bench/model_quality.py --model checkpoints/default
@@ -895,9 +897,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the own test set's file (default: MODEL/test_images.npz), e.g. to score a run's "
         "exported model/ on the shipped default's held-out crops",
     )
+    parser.add_argument(
+        "--gmm-components",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="candidate numbers of components of the Gaussian mixture baseline (default: "
+        f"{' '.join(map(str, Settings.gmm_components))}; --quick: 2). EM costs about 4 K N d^2 "
+        "flops per iteration: at 64x64 (d = 4,096) K = 2 alone took 189 s on one thread and the "
+        "default list had not finished in 10 minutes; K = 2 won the validation at 32x32",
+    )
     parser.add_argument("--json", default=None, help="write every figure to this JSON file")
     add_threads_arg(parser)
     return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The sizes chosen on the command line: ``--proxy``, ``--quick`` or the full bars, with
+    ``--gmm-components`` replacing the mixture's candidate K where given."""
+    if args.proxy:
+        settings = Settings.proxy_settings()
+    else:
+        settings = Settings.quick_settings() if args.quick else Settings()
+    if args.gmm_components:
+        settings = dataclasses.replace(settings, gmm_components=tuple(args.gmm_components))
+    return settings
 
 
 def run(
@@ -911,10 +936,7 @@ def run(
     ones); with ``settings.proxy`` only bars 1 and 2 are measured.
     """
     if settings is None:
-        if args.proxy:
-            settings = Settings.proxy_settings()
-        else:
-            settings = Settings.quick_settings() if args.quick else Settings()
+        settings = settings_from_args(args)
     model_dir = Path(args.model)
     model = dc.load_model(str(model_dir))
     name = data_name(model)

@@ -202,10 +202,27 @@ def _tiny_setup(mq, tmp_path: Path, **sizes):
         quick=True,
         proxy=False,
         test_images=None,
+        gmm_components=None,
         threads=1,
         json=None,
     )
     return settings, args
+
+
+def test_command_line_chooses_the_sizes(mq):
+    parser = mq.build_parser()
+    full = mq.settings_from_args(parser.parse_args(["--model", "m"]))
+    assert full == mq.Settings() and full.gmm_components == (2, 4, 8)
+    assert mq.settings_from_args(parser.parse_args(["--model", "m", "--proxy"])).proxy
+    assert mq.settings_from_args(parser.parse_args(["--model", "m", "--quick"])).quick
+    # --gmm-components replaces only the mixture's candidates (64x64: EM ~ K N d^2)
+    only2 = mq.settings_from_args(parser.parse_args(["--model", "m", "--gmm-components", "2"]))
+    assert only2 == mq.dataclasses.replace(mq.Settings(), gmm_components=(2,))
+    quick = parser.parse_args(["--model", "m", "--quick", "--gmm-components", "4", "8"])
+    assert mq.settings_from_args(quick).gmm_components == (4, 8)
+    assert mq.settings_from_args(quick).ode_crops == mq.Settings.quick_settings().ode_crops
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--gmm-components", "two"])
 
 
 def test_core_runs_on_a_tiny_model(mq, tmp_path):
