@@ -905,8 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="candidate numbers of components of the Gaussian mixture baseline (default: "
         f"{' '.join(map(str, Settings.gmm_components))}; --quick: 2). EM costs about 4 K N d^2 "
-        "flops per iteration: at 64x64 (d = 4,096) K = 2 alone took 189 s on one thread and the "
-        "default list had not finished in 10 minutes; K = 2 won the validation at 32x32",
+        "flops per iteration; K = 2 won the validation at 32x32",
     )
     parser.add_argument("--json", default=None, help="write every figure to this JSON file")
     add_threads_arg(parser)

@@ -144,7 +144,7 @@ def ascent_panel() -> None:
     best_x = pixels_to_tensor(stored["best_image"][None])
     # the step's stability concerns ascent (a descent step on log p is meant to move away)
     ascent = direction == "ascent"
-    ratios = step_ratios(stored, torch.cat([start_x, best_x]), settings[4]) if ascent else None
+    ratios = step_ratios(stored, torch.cat([start_x, best_x]), step_size) if ascent else None
     done = stored["steps"][-1]
     if not stored["finished"]:
         st.warning(f"Stopped after {done} of {stored['total']} steps.")
