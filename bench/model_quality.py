@@ -619,6 +619,11 @@ def measure_oneshot_ode(model, x: torch.Tensor, settings: Settings, seed: int, t
         "max_abs_delta_db": delta.abs().max().item(),
         "one_shot_mean_db": one_shot.mean().item(),
         "ode_mean_db": ode.mean().item(),
+        # per crop, for analyses the aggregates hide (which images the two estimators part on)
+        "crop_indices": pick[: settings.ode_crops].tolist(),  # rows of the test set
+        "one_shot_db": one_shot.tolist(),
+        "ode_db": ode.tolist(),
+        "ode_stderr_db": ode_se.tolist(),
     }
 
 

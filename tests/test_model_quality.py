@@ -275,7 +275,14 @@ def test_proxy_measures_bars_1_and_2_only(mq, tmp_path):
     ]
     assert not any(line.startswith("bar ") for line in lines)
     assert set(results["figures"]["own"]) == {"oneshot-vs-ode", "ascent"}
-    assert results["figures"]["own"]["oneshot-vs-ode"]["num_images"] == 2
+    ode_figures = results["figures"]["own"]["oneshot-vs-ode"]
+    assert ode_figures["num_images"] == 2
+    # the per-crop values the JSON keeps reproduce the aggregates
+    delta = [a - b for a, b in zip(ode_figures["one_shot_db"], ode_figures["ode_db"], strict=True)]
+    assert len(delta) == 2 and len(set(ode_figures["crop_indices"])) == 2
+    assert sum(delta) / 2 == pytest.approx(ode_figures["mean_signed_delta_db"], abs=1e-9)
+    assert max(map(abs, delta)) == pytest.approx(ode_figures["max_abs_delta_db"], abs=1e-9)
+    assert all(se >= 0 for se in ode_figures["ode_stderr_db"])
     met, total = results["proxy_met"]
     assert total == 4 and met == sum(": PASS" in line for line in checks)
     assert "bars_met" not in results
