@@ -2,6 +2,7 @@
 
 import io
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,16 @@ def test_prepare_upload_and_tensor_round_trip() -> None:
     assert np.array_equal(tensor_to_pixels(x[0]), fitted.pixels)
     assert np.array_equal(tensor_to_pixels(pixels_to_tensor(fitted.pixels[None]))[0], fitted.pixels)
     assert thumbnail(decoded.pixels, 16).shape[:2] == (16, 16)
+
+
+def test_read_only_pixels_convert_without_touching_the_source() -> None:
+    pixels = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
+    pixels.flags.writeable = False  # as np.load(..., mmap_mode="r") gives
+    before = pixels.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's non-writable-array warning would fail here
+        x = pixels_to_tensor(pixels)
+    assert x.dtype == torch.float32 and x.shape == (2, 1, 4, 4)
+    assert torch.equal(x * 255.0, torch.from_numpy(pixels.astype(np.float32)))
+    x.add_(1.0)  # the tensor owns its memory: the source is unchanged
+    assert np.array_equal(pixels, before)
