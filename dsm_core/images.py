@@ -120,7 +120,7 @@ def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 (B, C, H, W) in [0, 1] (value / 255)."""
     if pixels.dtype != np.uint8:
         raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
-    # a float32 copy first: torch warns on a read-only array (a cached or memory-mapped one)
+    # a float32 copy first: torch warns on a read-only array (e.g. a memory-mapped one)
     return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).div_(255.0)
 
 
