@@ -605,8 +605,9 @@ def best_constant(model: dc.BaseEnergy) -> dict:
 
 
 def measure_oneshot_ode(model, x: torch.Tensor, settings: Settings, seed: int, tag: str) -> dict:
-    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    xs = x[pick[: settings.ode_crops]]
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    pick = order[: settings.ode_crops]  # rows of the test set
+    xs = x[pick]
     one_shot = dc.logp_db(model, xs).double()
     ode, ode_se = ode_logp_db(model, xs, settings, seed + 1, f"{tag} crops")
     delta = one_shot - ode
@@ -620,7 +621,7 @@ def measure_oneshot_ode(model, x: torch.Tensor, settings: Settings, seed: int, t
         "one_shot_mean_db": one_shot.mean().item(),
         "ode_mean_db": ode.mean().item(),
         # per crop, for analyses the aggregates hide (which images the two estimators part on)
-        "crop_indices": pick[: settings.ode_crops].tolist(),  # rows of the test set
+        "crop_indices": pick.tolist(),
         "one_shot_db": one_shot.tolist(),
         "ode_db": ode.tolist(),
         "ode_stderr_db": ode_se.tolist(),
