@@ -129,7 +129,9 @@ def evaluate_during_training(
     """Everything the training loop logs about held-out images, as a JSON-able dict.
 
     Keys: ``loss``, ``space_loss``, ``time_loss`` (random t); ``psnr_out_db`` and
-    ``time_loss_by_psnr`` ({input PSNR: value}); for energy models also ``nll_bits_per_dim``,
+    ``time_loss_by_psnr`` ({input PSNR: value}) with ``time_loss_zero_by_psnr``, the same term
+    for dU/dt = 0 on the same draws (above it, the model's dU/dt is worse than none at that level;
+    ``DenoisingResult.time_loss_zero``); for energy models also ``nll_bits_per_dim``,
     ``log_norm_nats`` and ``log_norm_stderr_nats`` (K re-estimated at ``noise_cfg.t_max``).
     """
     was_training = model.training
@@ -149,6 +151,7 @@ def evaluate_during_training(
         result["psnr_out_db"] = levels.psnr_table()
         if levels.time_loss is not None:
             result["time_loss_by_psnr"] = levels.time_loss_table()
+            result["time_loss_zero_by_psnr"] = levels.time_loss_zero_table()
         if isinstance(model, BaseEnergy):
             nll = nll_with_fresh_log_norm(
                 model, x, noise_cfg.t_max, seed=seed + 2, batch_size=batch_size
@@ -213,6 +216,7 @@ class ModelEvaluation:
             out["frechet_scale"] = self.gumbel.frechet_scale
         if self.levels is not None and self.levels.time_loss is not None:
             out["time_loss_by_psnr"] = self.levels.time_loss_table()
+            out["time_loss_zero_by_psnr"] = self.levels.time_loss_zero_table()
         out.update(self.extra)
         return out
 

@@ -47,6 +47,7 @@ def test_evaluate_during_training_keys(tiny_model, tiny_images):
     )
     assert {"loss", "space_loss", "time_loss", "psnr_out_db", "nll_bits_per_dim"} <= set(metrics)
     assert len(metrics["psnr_out_db"]) == 17 and len(metrics["time_loss_by_psnr"]) == 17
+    assert metrics["time_loss_zero_by_psnr"].keys() == metrics["time_loss_by_psnr"].keys()
     json.dumps(metrics)
 
 

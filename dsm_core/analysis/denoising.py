@@ -36,6 +36,11 @@ class DenoisingResult:
         mse_per_image: per-pixel MSE of each image (L, B).
         time_loss: mean time-score term (``losses.time_score_term``, paper eq. 5) per level (L,),
             or None (not asked for, or a score model).
+        time_loss_zero: the same term for the predictor dU/dt = 0 on the same draws (L,), i.e.
+            the mean of ``(1 - |z|^2/d)^2 / 4`` (expected value 1/(2d)), or None. The exact time
+            score does no worse than this constant (it is the conditional mean of the target),
+            so ``time_loss / time_loss_zero > 1`` at a level means the model's dU/dt there is
+            worse than no time dependence at all.
     """
 
     psnr_in_db: torch.Tensor
@@ -44,18 +49,25 @@ class DenoisingResult:
     psnr_out_db: torch.Tensor
     mse_per_image: torch.Tensor
     time_loss: torch.Tensor | None = None
+    time_loss_zero: torch.Tensor | None = None
+
+    def _table(self, values: torch.Tensor | None) -> dict[str, float] | None:
+        if values is None:
+            return None
+        pairs = zip(self.psnr_in_db.tolist(), values.tolist(), strict=True)
+        return {psnr_key(a): float(b) for a, b in pairs}
 
     def psnr_table(self) -> dict[str, float]:
         """{input PSNR (``psnr_key``): output PSNR}, both in dB: metrics.json's ``psnr_db``."""
-        pairs = zip(self.psnr_in_db.tolist(), self.psnr_out_db.tolist(), strict=True)
-        return {psnr_key(a): float(b) for a, b in pairs}
+        return self._table(self.psnr_out_db)
 
     def time_loss_table(self) -> dict[str, float] | None:
         """{input PSNR (``psnr_key``): mean time-score term}, or None."""
-        if self.time_loss is None:
-            return None
-        pairs = zip(self.psnr_in_db.tolist(), self.time_loss.tolist(), strict=True)
-        return {psnr_key(a): float(b) for a, b in pairs}
+        return self._table(self.time_loss)
+
+    def time_loss_zero_table(self) -> dict[str, float] | None:
+        """{input PSNR (``psnr_key``): the zero predictor's mean time-score term}, or None."""
+        return self._table(self.time_loss_zero)
 
 
 def denoise(
@@ -119,6 +131,7 @@ def denoising_psnr(
     per_image = torch.empty(len(ts), x.shape[0], dtype=torch.float64)
     with_time = time_loss and isinstance(model, BaseEnergy)
     time_per_image = torch.empty_like(per_image) if with_time else None
+    zero_per_image = torch.empty_like(per_image) if with_time else None
     device = model_device(model, device)
     for j, t in enumerate(ts.tolist()):
         for rows in chunks(x.shape[0], batch_size_for(model.d, batch_size)):
@@ -130,8 +143,11 @@ def denoising_psnr(
             if with_time:
                 _, grad_y, grad_t = model.energy_and_scores(y, tb)
                 denoised = tweedie_denoise(y, tb, grad_y).cpu()
-                term = time_score_term(y - xb.to(device), tb, grad_t, model.d)  # (n,)
+                noise = y - xb.to(device)
+                term = time_score_term(noise, tb, grad_t, model.d)  # (n,)
+                zero = time_score_term(noise, tb, torch.zeros_like(grad_t), model.d)  # (n,)
                 time_per_image[j, rows] = term.double().cpu()
+                zero_per_image[j, rows] = zero.double().cpu()
             else:
                 denoised = model.denoise(y, tb).detach().cpu()
             per_image[j, rows] = (denoised.double() - xb.double()).flatten(1).square().mean(dim=1)
@@ -145,4 +161,5 @@ def denoising_psnr(
         units.mse_to_psnr_db(mse),
         per_image,
         time_per_image.mean(dim=1) if with_time else None,
+        zero_per_image.mean(dim=1) if with_time else None,
     )
