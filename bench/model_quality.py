@@ -605,8 +605,8 @@ def best_constant(model: dc.BaseEnergy) -> dict:
 
 
 def measure_oneshot_ode(model, x: torch.Tensor, settings: Settings, seed: int, tag: str) -> dict:
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    pick = order[: settings.ode_crops]  # rows of the test set
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(x), generator=generator)[: settings.ode_crops]  # test-set rows
     xs = x[pick]
     one_shot = dc.logp_db(model, xs).double()
     ode, ode_se = ode_logp_db(model, xs, settings, seed + 1, f"{tag} crops")
