@@ -134,7 +134,12 @@ def histogram_panel() -> None:
         "Reference points as in the paper's Fig. 3: a constant image of intensity 0.5 "
         f"({references.logp_db[0]:+.2f} dB/dim) and an image of uniform noise in [0, 1] "
         f"({references.logp_db[1]:+.2f} dB/dim); a value off the test set's range is drawn at the "
-        "edge, dotted, with its value. Thumbnails sit at their log p."
+        "edge, dotted, with its value. Thumbnails sit at their log p. Both are one-shot values of "
+        "images far from any training crop, where the energy may not be consistent across noise "
+        "levels: the check below puts the ODE's value beside each."
+    )
+    components.ode_check_panel(
+        bundle, heldout, references.images, references.labels, "testset_references"
     )
     table = pd.DataFrame({"dataset_index": heldout.indices, "logp_db": logp})
     components.download_csv(table, "test_logp_db.csv", "testset_csv", "log p values (CSV)")

@@ -298,6 +298,34 @@ def test_ascent_line_and_ode_check_on_the_default_model(monkeypatch, default_mod
     assert bool(app.warning) is bool(check.disagrees.any())
 
 
+def test_testset_reference_points_get_the_ode_check(app: AppTest, tiny_model_dir, tiny_loaded):
+    # Fig. 3's constant and uniform-noise images: their one-shot values with the ODE's beside
+    app.button(key="testset_references_ode_run").click().run()
+    assert_ok(app)
+    heldout, x = _heldout(tiny_model_dir, tiny_loaded)
+    references = dc.analysis.reference_images(
+        tiny_loaded, generator=torch.Generator().manual_seed(0)
+    )
+    spread = one_shot_spread(
+        tiny_loaded, x[: loading.SPREAD_NUM_IMAGES], generator=torch.Generator().manual_seed(0)
+    )
+    check = one_shot_check(
+        tiny_loaded,
+        references.images,
+        test_spread_db=spread,
+        generator=torch.Generator().manual_seed(0),
+    )
+    table = next(d.value for d in app.dataframe if "one-shot − ODE" in d.value.columns)
+    assert list(table["image"]) == ["constant 0.5", "uniform noise"]
+    np.testing.assert_allclose(table["one-shot (dB/dim)"], references.logp_db, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(table["ODE (dB/dim)"], check.ode_db, rtol=1e-5, atol=1e-4)
+    labels = [
+        "ODE diverged" if not np.isfinite(o) else "disagree" if d else "agree"
+        for o, d in zip(check.ode_db, check.disagrees, strict=True)
+    ]
+    assert list(table["check"]) == labels
+
+
 def test_sample_ode_check_flags_and_cost_warning(app: AppTest, tiny_model_dir, tiny_loaded):
     app.switch_page("views/sample.py").run()
     app.slider(key="sample_steps").set_value(10).run()
