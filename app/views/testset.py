@@ -135,7 +135,7 @@ def histogram_panel() -> None:
         f"({references.logp_db[0]:+.2f} dB/dim) and an image of uniform noise in [0, 1] "
         f"({references.logp_db[1]:+.2f} dB/dim); a value off the test set's range is drawn at the "
         "edge, dotted, with its value. Thumbnails sit at their log p. Both are one-shot values of "
-        "images far from any training crop, where the energy may not be consistent across noise "
+        "images far from any training image, where the energy may not be consistent across noise "
         "levels: the check below puts the ODE's value beside each."
     )
     components.ode_check_panel(

@@ -70,6 +70,23 @@ def _heldout(folder: Path, model) -> tuple:
     return heldout, pixels_to_tensor(heldout.images)
 
 
+def _library_check(model, folder: Path, images: torch.Tensor):
+    """What the app's ODE-check panel should show for images: the library's check, with the
+    tolerance from the first SPREAD_NUM_IMAGES test images, and its verdict words per image."""
+    _, x = _heldout(folder, model)
+    spread = one_shot_spread(
+        model, x[: loading.SPREAD_NUM_IMAGES], generator=torch.Generator().manual_seed(0)
+    )
+    check = one_shot_check(
+        model, images, test_spread_db=spread, generator=torch.Generator().manual_seed(0)
+    )
+    words = [
+        "ODE diverged" if not np.isfinite(o) else "disagree" if d else "agree"
+        for o, d in zip(check.ode_db, check.disagrees, strict=True)
+    ]
+    return check, words
+
+
 # ------------------------------------------------------------------------ item 1: the claims
 
 
@@ -280,17 +297,7 @@ def test_ascent_line_and_ode_check_on_the_default_model(monkeypatch, default_mod
     assert f"{smooth.start_tv[0]:.4f} to {smooth.result_tv[0]:.4f}" in line
     app.button(key="ascent_ode_run").click().run()
     assert_ok(app)
-    spread = one_shot_spread(
-        default_model,
-        x[: loading.SPREAD_NUM_IMAGES],
-        generator=torch.Generator().manual_seed(0),
-    )
-    check = one_shot_check(
-        default_model,
-        torch.cat([x[:1], best_x]),
-        test_spread_db=spread,
-        generator=torch.Generator().manual_seed(0),
-    )
+    check, _ = _library_check(default_model, DEFAULT, torch.cat([x[:1], best_x]))
     table = next(d.value for d in app.dataframe if "one-shot − ODE" in d.value.columns)
     np.testing.assert_allclose(table["ODE (dB/dim)"], check.ode_db, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(table["tolerance"], check.tolerance_db, rtol=1e-5, atol=1e-4)
@@ -302,28 +309,15 @@ def test_testset_reference_points_get_the_ode_check(app: AppTest, tiny_model_dir
     # Fig. 3's constant and uniform-noise images: their one-shot values with the ODE's beside
     app.button(key="testset_references_ode_run").click().run()
     assert_ok(app)
-    heldout, x = _heldout(tiny_model_dir, tiny_loaded)
     references = dc.analysis.reference_images(
         tiny_loaded, generator=torch.Generator().manual_seed(0)
     )
-    spread = one_shot_spread(
-        tiny_loaded, x[: loading.SPREAD_NUM_IMAGES], generator=torch.Generator().manual_seed(0)
-    )
-    check = one_shot_check(
-        tiny_loaded,
-        references.images,
-        test_spread_db=spread,
-        generator=torch.Generator().manual_seed(0),
-    )
+    check, words = _library_check(tiny_loaded, tiny_model_dir, references.images)
     table = next(d.value for d in app.dataframe if "one-shot − ODE" in d.value.columns)
     assert list(table["image"]) == ["constant 0.5", "uniform noise"]
     np.testing.assert_allclose(table["one-shot (dB/dim)"], references.logp_db, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(table["ODE (dB/dim)"], check.ode_db, rtol=1e-5, atol=1e-4)
-    labels = [
-        "ODE diverged" if not np.isfinite(o) else "disagree" if d else "agree"
-        for o, d in zip(check.ode_db, check.disagrees, strict=True)
-    ]
-    assert list(table["check"]) == labels
+    assert list(table["check"]) == words
 
 
 def test_sample_ode_check_flags_and_cost_warning(app: AppTest, tiny_model_dir, tiny_loaded):
@@ -337,21 +331,11 @@ def test_sample_ode_check_flags_and_cost_warning(app: AppTest, tiny_model_dir, t
     app.button(key="sample_run").click().run()
     app.button(key="sample_ode_run").click().run()
     assert_ok(app)
-    heldout, x = _heldout(tiny_model_dir, tiny_loaded)
     images = dc.sample(tiny_loaded, 1, num_steps=10, generator=torch.Generator().manual_seed(0))
-    spread = one_shot_spread(
-        tiny_loaded, x[: loading.SPREAD_NUM_IMAGES], generator=torch.Generator().manual_seed(0)
-    )
-    check = one_shot_check(
-        tiny_loaded, images, test_spread_db=spread, generator=torch.Generator().manual_seed(0)
-    )
+    check, words = _library_check(tiny_loaded, tiny_model_dir, images)
     table = next(d.value for d in app.dataframe if "one-shot − ODE" in d.value.columns)
     assert list(table["image"]) == ["s0"]
-    labels = [
-        "ODE diverged" if not np.isfinite(o) else "disagree" if d else "agree"
-        for o, d in zip(check.ode_db, check.disagrees, strict=True)
-    ]
-    assert list(table["check"]) == labels
+    assert list(table["check"]) == words
     assert list(table["pixels outside [0, 1]"]) == check.outside.tolist()
     np.testing.assert_allclose(
         table["one-shot − ODE"].astype(float), check.difference_db, rtol=1e-4, atol=1e-4
