@@ -400,7 +400,7 @@ def ode_check_panel(
                 "ODE diverged" if not np.isfinite(ode) else "disagree" if flag else "agree"
                 for ode, flag in zip(check.ode_db, disagree, strict=True)
             ],
-            "pixels outside [0, 1]": check.outside,
+            "pixels outside [0, 1] (by > 1/255)": check.outside,
         }
     )
     st.dataframe(
@@ -428,8 +428,8 @@ def ode_check_panel(
         f"{check.test_spread_db:.2f} dB/dim, the largest |one-shot − ODE| on "
         f"{loading.SPREAD_NUM_IMAGES} test images of this model."
         + (
-            f" {int(check.outside.sum())} image(s) have pixels outside [0, 1], where the model "
-            "saw no data."
+            f" {int(check.outside.sum())} image(s) have pixels more than a grey level outside "
+            "[0, 1], where the model saw no data."
             if check.outside.any()
             else ""
         )

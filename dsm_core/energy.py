@@ -248,11 +248,34 @@ class ImageMeanTerm(nn.Module):
         return (0.5 * offset.square() / var + 0.5 * torch.log(2.0 * math.pi * var)).sum(dim=1)
 
 
+def box_energy(y: torch.Tensor, t: torch.Tensor, margin: float, fade_var: float) -> torch.Tensor:
+    """The box term of ``EnergyConfig.box_term``: zero near [0, 1]^d, a Gaussian tail beyond.
+
+    ``sum_i max(dist(y_i, [0, 1]) - margin sqrt(t), 0)^2 / (2 t) * fade_var / (fade_var + t)``
+    nats: a lower bound on how much less probable a noisy image is than clamp(y) when the clean
+    data lie in the box (``U_t(y) >= U_t(clamp(y)) + sum_i dist^2 / (2 t)``).
+
+    Args:
+        y: images (B, *image_shape), pixel units.
+        t: noise variance per pixel (B,), > 0.
+        margin: noise standard deviations beyond the box where the term starts, >= 0.
+        fade_var: noise variance at which the term is halved, > 0.
+
+    Returns:
+        (B,) nats.
+    """
+    dist = (-y).clamp_min(0.0) + (y - 1.0).clamp_min(0.0)  # (B, *image_shape)
+    reach = margin * torch.sqrt(t).reshape(-1, *([1] * (y.dim() - 1)))  # (B, 1, ..., 1)
+    excess = (dist - reach).clamp_min(0.0).square().flatten(1).sum(dim=1)  # (B,)
+    return excess * fade_var / (2.0 * t * (fade_var + t))
+
+
 class EnergyModel(BaseEnergy):
     """The UNet energy: U(y, t) = <y, f(y, t)>/2 + K (release) or |f|^2/2 + K (paper's option).
 
     Options (off in the release): the network part divided by sqrt(t + sigma_floor_t)
-    (``output_scaling="inverse_sigma"``), and an analytic Gaussian time term (``time_term``).
+    (``output_scaling="inverse_sigma"``), an analytic Gaussian time term (``time_term``), and an
+    analytic term that is zero near [0, 1]^d and grows beyond it (``box_term``, ``box_energy``).
     The network and the inner product see ``y - config.input_offset`` (0 in the release), or,
     with ``mean_term="gaussian"``, y with each channel's mean removed, the means then scored by
     ``ImageMeanTerm``.
@@ -292,6 +315,11 @@ class EnergyModel(BaseEnergy):
             if config.mean_term == "gaussian"
             else None
         )
+        if config.box_term != "none" and not (config.box_margin >= 0 and config.box_var > 0):
+            raise ValueError(
+                f"box_term={config.box_term!r} needs box_margin >= 0 and box_var > 0, got "
+                f"{config.box_margin} and {config.box_var}"
+            )
         if config.mean_embedding and config.mean_term != "gaussian":
             raise ValueError("mean_embedding=True needs mean_term='gaussian'")
         self.mean_embedding = None
@@ -300,6 +328,11 @@ class EnergyModel(BaseEnergy):
             nn.init.zeros_(self.mean_embedding.weight)
 
     def raw_energy(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        box = (
+            box_energy(y, t, self.config.box_margin, self.config.box_var)
+            if self.config.box_term != "none"
+            else None
+        )
         offset = None
         if self.mean_term is not None:
             means = y.mean(dim=(2, 3))  # (B, C)
@@ -319,6 +352,8 @@ class EnergyModel(BaseEnergy):
             energy = energy + self.time_term(t)
         if self.mean_term is not None:
             energy = energy + self.mean_term(means, t)
+        if box is not None:
+            energy = energy + box
         return energy
 
 

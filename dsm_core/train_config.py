@@ -76,6 +76,12 @@ class TrainConfig:
     # e.g. to continue a shipped model whose run folder is gone (fresh optimizer state; the
     # architecture must equal ``model``). Ignored when resuming from a checkpoint.
     init_from: str | None = None
+    # Parts of the model whose weights stay as they start (from init_from): any of "unet",
+    # "time_term", "mean_term", "mean_embedding". Not in the release (issue 12): fine-tuned with
+    # the heat-equation term, the time term took up a uniform rise of the network's energy at
+    # small t on the data, so flat images (network energy 0) gained up to 9 dB/dim and K ran
+    # from -284 to -881 nats; with ("time_term", "mean_term") frozen K stayed within 4 nats.
+    frozen_modules: tuple[str, ...] = ()
     device: str = "auto"  # "auto": CUDA when available, else CPU; "cpu", "cuda", "cuda:1", ...
     # Off by default (full float32). tf32 (CUDA only): TF32 matmuls and convolutions (the switch
     # is applied by train/train.py); bf16: autocast the network to bfloat16, float32 weights (on

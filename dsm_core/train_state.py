@@ -216,7 +216,7 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
     # (e.g. 32x32 weights at 64x64, issue 12). The norm's eps may change (the weights mean the
     # same; issue 12 lowered it to 1e-9), a "gaussian" time term may become "gaussian_log_t" and
     # mean_embedding may be switched on: the added weights start at zero, so the model starts as
-    # the source's function.
+    # the source's function. The box term (no weights) may be switched on or off.
     log_t_upgrade = initial.config.time_term == "gaussian" and config.time_term == "gaussian_log_t"
     mean_upgrade = not initial.config.mean_embedding and config.mean_embedding
     source_config = dataclasses.replace(
@@ -225,6 +225,9 @@ def load_initial_weights(model: nn.Module, source: str, config: EnergyConfig) ->
         image_size=config.image_size,
         time_term=config.time_term if log_t_upgrade else initial.config.time_term,
         mean_embedding=config.mean_embedding if mean_upgrade else initial.config.mean_embedding,
+        box_term=config.box_term,
+        box_margin=config.box_margin,
+        box_var=config.box_var,
         unet=dataclasses.replace(initial.config.unet, norm_eps=config.unet.norm_eps),
     )
     diffs = _config_differences(to_dict(source_config), to_dict(config))

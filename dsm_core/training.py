@@ -50,6 +50,26 @@ from dsm_core.train_state import (
 log = logging.getLogger(__name__)
 
 
+FREEZABLE_MODULES = ("unet", "time_term", "mean_term", "mean_embedding")
+
+
+def freeze_modules(model: nn.Module, names: tuple[str, ...]) -> None:
+    """Stop training the named parts of a model (``TrainConfig.frozen_modules``): their weights
+    get no gradient, so Adam leaves them and the EMA keeps them.
+
+    Raises:
+        ValueError: a name not in ``FREEZABLE_MODULES`` or a part this model lacks.
+    """
+    for name in names:
+        part = getattr(model, name, None) if name in FREEZABLE_MODULES else None
+        if not isinstance(part, nn.Module):
+            raise ValueError(
+                f"frozen_modules: the model has no {name!r} to freeze (freezable parts: "
+                f"{', '.join(FREEZABLE_MODULES)}, where the config builds them)"
+            )
+        part.requires_grad_(False)
+
+
 def learning_rate(step: int, cfg: TrainConfig) -> float:
     """The lr of (0-based) step ``step``: step decay by halving, times the linear warm-up.
 
@@ -417,6 +437,7 @@ def _setup(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = model_from_config(cfg.model).to(device)
+    freeze_modules(model, cfg.frozen_modules)
     model.train()
     return _Run(
         cfg=cfg,

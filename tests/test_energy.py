@@ -343,3 +343,65 @@ def test_mean_embedding_lets_the_network_see_brightness_and_keeps_the_bound(tiny
     assert not [n for n, p in model.named_parameters() if p.grad is None]
     with pytest.raises(ValueError, match="mean_embedding=True needs mean_term='gaussian'"):
         dc.build_energy_model("tiny", mean_embedding=True)
+
+
+def test_box_term_is_a_lower_bound_on_leaving_the_box(generator):
+    """The box term's claim, on data whose noisy density is exact: a few clean images in
+    [0, 1]^d (clipped pixels included), p_t their Gaussian mixture. At every t, U_t(y) -
+    U_t(clamp(y)) is at least sum_i dist(y_i, [0, 1])^2 / (2 t), and the term (any margin and
+    fade) is below that; it is zero on the box and within the margin of it."""
+    from dsm_core.energy import box_energy
+
+    d = 16
+    clean = torch.rand(5, d, generator=generator, dtype=torch.float64)
+    clean[:, :4] = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)  # clipped pixels
+
+    def exact_energy(y, t):  # -ln p_t(y) of the mixture, (B,)
+        sq = (y[:, None, :] - clean[None]).square().sum(-1)  # (B, 5)
+        log_p = torch.logsumexp(-sq / (2 * t), dim=1) - math.log(5)
+        return -log_p + d / 2 * math.log(2 * math.pi * t)
+
+    y = 0.5 + 0.8 * torch.randn(256, d, generator=generator, dtype=torch.float64)
+    dist = (-y).clamp_min(0) + (y - 1).clamp_min(0)  # (256, d)
+    assert (dist.sum(1) > 0).float().mean() > 0.9
+    images = y.reshape(256, 1, 4, 4)
+    for t in (1e-4, 1e-2, 1.0, 100.0):
+        excess = exact_energy(y, t) - exact_energy(y.clamp(0, 1), t)
+        assert (excess >= dist.square().sum(1) / (2 * t) - 1e-9 * excess.abs().max()).all()
+        levels = torch.full((256,), t, dtype=torch.float64)
+        for margin, fade_var in ((0.0, 1e9), (3.0, 0.01)):
+            box = box_energy(images, levels, margin, fade_var)
+            beyond = (dist - margin * math.sqrt(t)).clamp_min(0).square().sum(1)
+            torch.testing.assert_close(box, beyond / (2 * t) * fade_var / (fade_var + t))
+            assert (box <= excess + 1e-9).all()
+    near = torch.rand(4, 1, 4, 4, generator=generator, dtype=torch.float64)
+    near[:, 0, 0, 0], near[:, 0, 1, 1] = -0.002, 1.002  # inside the margin, outside the box
+    levels = torch.full((4,), 1e-6, dtype=torch.float64)  # margin 3 sqrt(t) = 0.003
+    assert (box_energy(near, levels, 3.0, 0.01) == 0).all()
+    assert (box_energy(near, levels, 0.0, 0.01) > 0).all()
+
+
+def test_box_term_adds_only_outside_the_box_and_keeps_exact_scores(generator):
+    torch.manual_seed(5)
+    kinds = dict(head="squared_norm", time_term="gaussian_log_t", mean_term="gaussian")
+    plain = dc.build_energy_model("tiny", **kinds).double()
+    boxed = dc.build_energy_model(
+        "tiny", box_term="gaussian_tail", box_margin=1.0, box_var=0.02, **kinds
+    ).double()
+    boxed.load_state_dict(plain.state_dict())  # no weights of its own
+    t = torch.tensor([1e-6, 1e-3, 1e-1, 10.0], dtype=torch.float64)
+    inside = torch.rand(4, 1, 16, 16, generator=generator, dtype=torch.float64)
+    outside = inside + 0.3 * torch.randn(inside.shape, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(boxed.energy(inside, t), plain.energy(inside, t), rtol=0, atol=0)
+        dist = (-outside).clamp_min(0) + (outside - 1).clamp_min(0)
+        beyond = (dist - t.sqrt()[:, None, None, None]).clamp_min(0)
+        expected = beyond.square().flatten(1).sum(1) / (2 * t) * 0.02 / (0.02 + t)
+        torch.testing.assert_close(boxed.energy(outside, t) - plain.energy(outside, t), expected)
+    y_grad = outside[:2].clone().requires_grad_(True)
+    t_grad = torch.tensor([0.003, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda y, t: boxed.energy(y, t), (y_grad, t_grad), eps=1e-7, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="needs box_margin >= 0 and box_var > 0"):
+        dc.build_energy_model("tiny", box_term="gaussian_tail", box_var=0.0)

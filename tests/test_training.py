@@ -250,6 +250,54 @@ def test_init_from_may_switch_on_the_mean_embedding(tmp_path, generator):
         train(back, tmp_path / "third", progress=False)
 
 
+def test_init_from_may_switch_on_the_box_term(tmp_path, generator):
+    kinds = {"model.mean_term": "gaussian", "model.head": "squared_norm"}
+    train(tiny_config(num_steps=2, **kinds), tmp_path / "first", progress=False)
+    folder = tmp_path / "first" / "model"
+    boxed = tiny_config(
+        num_steps=0, init_from=str(folder), **kinds, **{"model.box_term": "gaussian_tail"}
+    )
+    train(boxed, tmp_path / "second", progress=False)
+    first, second = dc.load_model(folder), dc.load_model(tmp_path / "second" / "model")
+    assert second.config.box_term == "gaussian_tail" and first.config.box_term == "none"
+    y = torch.rand(3, 1, 16, 16, generator=generator)
+    t = torch.tensor([1e-5, 1e-2, 10.0])
+    with torch.no_grad():  # the same weights; the term is zero on the box and positive off it
+        torch.testing.assert_close(second.raw_energy(y, t), first.raw_energy(y, t), rtol=0, atol=0)
+        small = torch.tensor([1e-5, 1e-4, 1e-3])  # beyond the margin (3 sqrt(t) < 0.1)
+        assert (second.raw_energy(y - 0.5, small) > first.raw_energy(y - 0.5, small)).all()
+    # K is estimated at t_max = 1e3, where the faded term is ~1e-5 of the noisy images' distance
+    assert abs(second.log_norm_nats - first.log_norm_nats) < 0.01
+
+
+def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
+    kinds = {"model.mean_term": "gaussian", "model.head": "squared_norm"}
+    train(tiny_config(num_steps=2, **kinds), tmp_path / "first", progress=False)
+    folder = tmp_path / "first" / "model"
+    frozen = tiny_config(
+        num_steps=3, init_from=str(folder), frozen_modules=["time_term", "mean_term"], **kinds
+    )
+    train(frozen, tmp_path / "second", progress=False)
+    first, second = dc.load_model(folder).state_dict(), dc.load_model(tmp_path / "second" / "model")
+    for name, value in second.state_dict().items():
+        if name.startswith(("time_term.", "mean_term.")):
+            torch.testing.assert_close(value, first[name], rtol=0, atol=0)
+    moved = [
+        n
+        for n, v in second.state_dict().items()
+        if n.startswith("unet.") and not torch.equal(v, first[n])
+    ]
+    assert moved
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert saved["frozen_modules"] == ["time_term", "mean_term"]
+    with pytest.raises(ValueError, match="no 'mean_embedding' to freeze"):
+        train(
+            tiny_config(num_steps=1, frozen_modules=["mean_embedding"]),
+            tmp_path / "third",
+            progress=False,
+        )
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(num_steps=3)
     train(cfg, tmp_path / "run", progress=False)

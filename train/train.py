@@ -44,10 +44,14 @@ overrides, e.g.:
   model.time_term=none model.unet.base_width=16 model.head=squared_norm
   model.mean_embedding=true   (with model.mean_term=gaussian: the network sees each channel's
       image mean through its noise embedding; init_from may switch it on)
+  model.box_term=gaussian_tail model.box_margin=3 model.box_var=0.01   (an analytic energy
+      that is zero near [0, 1]^d and a Gaussian tail beyond it; init_from may switch it on)
   data.name=fashion-mnist data.grayscale=false model.unet.channels=3
   data.name=imagenet64:/data/imagenet64 data.subset=A data.subset_size=1000
   loss.heat_weight=10 loss.heat_images=4 loss.heat_points=ascent   (the heat-equation term on
       off-data points: noisy images, or persistent gradient-ascent chains; dsm_core.LossConfig)
+  frozen_modules='["time_term","mean_term"]'   (keep those parts' weights as init_from gave
+      them; freezable: unet, time_term, mean_term, mean_embedding)
 
 the run folder OUT holds:
   config.json               the resolved TrainConfig (a resumed run must match it exactly)

@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from app import charts, components, loading
-from dsm_core.analysis import iter_samples, sampling_score_evaluations
+from dsm_core.analysis import iter_samples, outside_data_range, sampling_score_evaluations
 from dsm_core.explore import logp_report
 from dsm_core.images import tensor_to_pixels
 
@@ -84,10 +84,11 @@ if stored is None or stored[0] != settings:
     st.stop()
 _, images, logp = stored
 pixels = tensor_to_pixels(images)
-outside = ((images < 0) | (images > 1)).flatten(1).any(dim=1).numpy()
+outside = outside_data_range(images)
 if outside.any():
     st.warning(
-        f"{int(outside.sum())} of {len(pixels)} samples have pixels outside [0, 1] "
+        f"{int(outside.sum())} of {len(pixels)} samples have pixels more than a grey level "
+        "outside [0, 1] "
         f"({', '.join(f's{i}' for i in np.flatnonzero(outside))}; shown clipped, scored as they "
         "are): the model saw no data there, and its log p of them says little."
     )
@@ -97,7 +98,7 @@ for start in range(0, len(pixels), per_row):
     for offset, column in enumerate(row[: len(pixels) - start]):
         i = start + offset
         caption = f"s{i}" + ("" if logp is None else f" · {logp[i]:+.2f} dB/dim")
-        caption += " · outside [0, 1]" if outside[i] else ""
+        caption += " · outside [0, 1]" if outside[i] else ""  # by more than a grey level
         with column:
             components.show_image(pixels[i], caption=caption, size=96)
 actions = st.columns([2, 1, 1, 1, 2], vertical_alignment="bottom")

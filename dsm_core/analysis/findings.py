@@ -286,9 +286,16 @@ def smoothing_finding(
 # ----------------------------------------------------------------- one-shot energy vs the ODE
 
 
+# How far past [0, 1] a pixel may lie before its image counts as outside the data range: one 8-bit
+# grey level. A model with the box term (``EnergyConfig.box_term``) ends its samples within
+# 3 sqrt(t_min) = 0.003 of the box, a difference no 8-bit image shows.
+GREY_LEVEL = 1.0 / 255.0
+
+
 def outside_data_range(x: torch.Tensor) -> np.ndarray:
-    """(B,) bool: some pixel of the image lies outside [0, 1], where no data was seen."""
-    return ((x < 0) | (x > 1)).flatten(1).any(dim=1).numpy()
+    """(B,) bool: some pixel of the image lies more than one grey level (1/255) outside [0, 1],
+    where no data was seen."""
+    return ((x < -GREY_LEVEL) | (x > 1.0 + GREY_LEVEL)).flatten(1).any(dim=1).numpy()
 
 
 @dataclass(frozen=True)

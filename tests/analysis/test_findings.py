@@ -121,10 +121,12 @@ def test_one_shot_check_flags_a_wrong_normalisation(gaussian_oracle, oracle_imag
 
 
 def test_outside_data_range():
-    x = torch.full((3, 1, 2, 2), 0.5)
+    x = torch.full((5, 1, 2, 2), 0.5)
     x[1, 0, 0, 0] = -0.01
     x[2, 0, 1, 1] = 1.5
-    assert findings.outside_data_range(x).tolist() == [False, True, True]
+    x[3, 0, 0, 1], x[3, 0, 1, 0] = -0.003, 1.003  # within one grey level (1/255) of the box
+    x[4, 0, 0, 0] = 1.005
+    assert findings.outside_data_range(x).tolist() == [False, True, True, False, True]
 
 
 def test_trained_noise_range_reads_the_floor_and_the_metadata(tiny_model):

@@ -336,7 +336,7 @@ def test_sample_ode_check_flags_and_cost_warning(app: AppTest, tiny_model_dir, t
     table = next(d.value for d in app.dataframe if "one-shot − ODE" in d.value.columns)
     assert list(table["image"]) == ["s0"]
     assert list(table["check"]) == words
-    assert list(table["pixels outside [0, 1]"]) == check.outside.tolist()
+    assert list(table["pixels outside [0, 1] (by > 1/255)"]) == check.outside.tolist()
     np.testing.assert_allclose(
         table["one-shot − ODE"].astype(float), check.difference_db, rtol=1e-4, atol=1e-4
     )
