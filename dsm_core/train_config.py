@@ -79,7 +79,7 @@ class TrainConfig:
     # Parts of the model whose weights stay as they start (from init_from): any of "unet",
     # "time_term", "mean_term", "mean_embedding". Not in the release (issue 12): fine-tuned with
     # the heat-equation term, the time term took up a uniform rise of the network's energy at
-    # small t on the data, so flat images (network energy 0) gained up to 9 dB/dim and K ran
+    # small t on the data, so flat images (network energy 0) gained up to 9.4 dB/dim and K ran
     # from -284 to -881 nats; with ("time_term", "mean_term") frozen K stayed within 4 nats.
     frozen_modules: tuple[str, ...] = ()
     device: str = "auto"  # "auto": CUDA when available, else CPU; "cpu", "cuda", "cuda:1", ...
