@@ -248,10 +248,10 @@ class ImageMeanTerm(nn.Module):
         return (0.5 * offset.square() / var + 0.5 * torch.log(2.0 * math.pi * var)).sum(dim=1)
 
 
-def box_energy(y: torch.Tensor, t: torch.Tensor, margin: float, fade_var: float) -> torch.Tensor:
+def box_energy(y: torch.Tensor, t: torch.Tensor, margin: float, box_var: float) -> torch.Tensor:
     """The box term of ``EnergyConfig.box_term``: zero near [0, 1]^d, a Gaussian tail beyond.
 
-    ``sum_i max(dist(y_i, [0, 1]) - margin sqrt(t), 0)^2 / (2 t) * fade_var / (fade_var + t)``
+    ``sum_i max(dist(y_i, [0, 1]) - margin sqrt(t), 0)^2 / (2 t) * box_var / (box_var + t)``
     nats: a lower bound on how much less probable a noisy image is than clamp(y) when the clean
     data lie in the box (``U_t(y) >= U_t(clamp(y)) + sum_i dist^2 / (2 t)``).
 
@@ -259,7 +259,7 @@ def box_energy(y: torch.Tensor, t: torch.Tensor, margin: float, fade_var: float)
         y: images (B, *image_shape), pixel units.
         t: noise variance per pixel (B,), > 0.
         margin: noise standard deviations beyond the box where the term starts, >= 0.
-        fade_var: noise variance at which the term is halved, > 0.
+        box_var: noise variance at which the term is halved, > 0.
 
     Returns:
         (B,) nats.
@@ -267,7 +267,7 @@ def box_energy(y: torch.Tensor, t: torch.Tensor, margin: float, fade_var: float)
     dist = (-y).clamp_min(0.0) + (y - 1.0).clamp_min(0.0)  # (B, *image_shape)
     reach = margin * torch.sqrt(t).reshape(-1, *([1] * (y.dim() - 1)))  # (B, 1, ..., 1)
     excess = (dist - reach).clamp_min(0.0).square().flatten(1).sum(dim=1)  # (B,)
-    return excess * fade_var / (2.0 * t * (fade_var + t))
+    return excess * box_var / (2.0 * t * (box_var + t))
 
 
 class EnergyModel(BaseEnergy):

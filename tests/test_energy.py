@@ -369,10 +369,10 @@ def test_box_term_is_a_lower_bound_on_leaving_the_box(generator):
         excess = exact_energy(y, t) - exact_energy(y.clamp(0, 1), t)
         assert (excess >= dist.square().sum(1) / (2 * t) - 1e-9 * excess.abs().max()).all()
         levels = torch.full((256,), t, dtype=torch.float64)
-        for margin, fade_var in ((0.0, 1e9), (3.0, 0.01)):
-            box = box_energy(images, levels, margin, fade_var)
+        for margin, box_var in ((0.0, 1e9), (3.0, 0.01)):
+            box = box_energy(images, levels, margin, box_var)
             beyond = (dist - margin * math.sqrt(t)).clamp_min(0).square().sum(1)
-            torch.testing.assert_close(box, beyond / (2 * t) * fade_var / (fade_var + t))
+            torch.testing.assert_close(box, beyond / (2 * t) * box_var / (box_var + t))
             assert (box <= excess + 1e-9).all()
     near = torch.rand(4, 1, 4, 4, generator=generator, dtype=torch.float64)
     near[:, 0, 0, 0], near[:, 0, 1, 1] = -0.002, 1.002  # inside the margin, outside the box
