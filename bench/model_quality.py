@@ -68,6 +68,7 @@ Examples:
 
 import argparse
 import dataclasses
+import itertools
 import math
 import sys
 import time
@@ -109,6 +110,9 @@ ODE_MEAN_SIGNED_MAX_DB = 0.15
 ASCENT_ODE_GAP_MAX_DB = 1.5
 ASCENT_ABOVE_CONSTANT_MAX_DB = 1.0
 ASCENT_TV_FALLING_MIN = 0.8
+# where along the ODE's path the ascent gap forms (dsm_core.analysis.ode_gap_profile): the
+# bands [0, 1e-3), [1e-3, 1), [1, t_max] of noise variance t, reported, not judged
+ASCENT_GAP_BAND_EDGES = (1e-3, 1.0)
 SAMPLE_RANGE = (-0.05, 1.05)
 SAMPLE_ODE_GAP_MAX_DB = 1.5
 BRIGHTNESS_SLOPE_MAX_DB = 1.5
@@ -254,6 +258,15 @@ def judge_ascent(set_name: str, f: dict | None, counted: bool = True) -> Bar:
         figures += (
             f"; step x lambda_max at the best iterates median {np.median(ratio):.2f}, max "
             f"{ratio.max():.2f} (above 2 a step overshoots)"
+        )
+    if "gap_formed_by_band_db" in f:
+        low, high = f["gap_band_edges_t"]
+        bands = np.asarray(f["gap_formed_by_band_db"])  # (3, B)
+        figures += (
+            f"; one-shot - ODE formed at t < {low:g} / {low:g}-{high:g} / > {high:g}: mean "
+            + " / ".join(f"{band.mean():+.2f}" for band in bands)
+            + ", max "
+            + " / ".join(f"{band.max():+.2f}" for band in bands)
         )
     return Bar(set_name, "ascent", _status(ok), figures, threshold, counted)
 
@@ -642,8 +655,20 @@ def measure_ascent(
     )
     best = result.best_image
     one_shot = dc.logp_db(model, best).double()
-    ode, ode_se = ode_logp_db(model, best, settings, seed, f"{tag} ascent")
+    # ode_logp_db's ODE (same probes and grid), with its path recorded
+    profile = dc.analysis.ode_gap_profile(
+        model,
+        best,
+        num_probes=settings.ode_probes,
+        generator=torch.Generator().manual_seed(seed),
+        progress=_bar_progress(f"ODE {tag} ascent"),
+        **({} if settings.ode_steps is None else {"num_steps": settings.ode_steps}),
+    )
+    ode, ode_se = profile.ode_db[0], profile.ode_stderr_db[0]
     gap = (one_shot - ode).abs()
+    edges = (0.0, *ASCENT_GAP_BAND_EDGES)
+    formed = [profile.gap_at(a) - profile.gap_at(b) for a, b in itertools.pairwise(edges)]
+    formed.append(profile.gap_at(edges[-1]))  # (B,) each; the bands sum to one-shot - ODE
     # step x the Hessian's largest eigenvalue: above 2 the ascent oscillates there (paper §D.4)
     step_curvature = default_step_size(model) * analysis.max_curvature(
         model, best, generator=torch.Generator().manual_seed(seed)
@@ -663,6 +688,8 @@ def measure_ascent(
         "best_ode_stderr_db": ode_se.tolist(),
         "max_abs_ode_gap_db": gap.max().item(),
         "mean_abs_ode_gap_db": gap.mean().item(),
+        "gap_band_edges_t": list(ASCENT_GAP_BAND_EDGES),
+        "gap_formed_by_band_db": [band.tolist() for band in formed],  # (bands, B)
         "max_best_logp_db": one_shot.max().item(),
         "best_constant_logp_db": constant["logp_db"],
         "best_constant_c": constant["c"],

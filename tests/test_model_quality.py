@@ -124,6 +124,15 @@ def test_ascent_line_reports_the_step_curvature_product_when_measured(mq):
     bar = mq.judge_ascent("own", {**figures, "step_curvature_best": [0.5, 3.0, 1.5]})
     assert bar.met  # reported, not judged
     assert "step x lambda_max at the best iterates median 1.50, max 3.00" in bar.line()
+    bands = {
+        "gap_band_edges_t": [1e-3, 1.0],
+        "gap_formed_by_band_db": [[1.0, 2.0], [0, -0.5], [0.5, 0]],
+    }
+    bar = mq.judge_ascent("own", {**figures, **bands})
+    assert bar.met
+    assert "formed at t < 0.001 / 0.001-1 / > 1: mean +1.50 / -0.25 / +0.25, max +2.00 / +0.00" in (
+        bar.line()
+    )
 
 
 def test_sampling_bar(mq):
@@ -241,6 +250,12 @@ def test_core_runs_on_a_tiny_model(mq, tmp_path):
     assert [b["status"] for b in results["bars"] if b["name"] == "nll"] == ["NOT EVALUATED"] * 2
     assert results["figures"]["own"]["distribution"]["num_scenes"] == 3
     assert results["figures"]["bsds"]["distribution"]["num_scenes"] == 2
+    ascent = results["figures"]["own"]["ascent"]  # the ODE's gap, split by where it formed
+    np.testing.assert_allclose(
+        np.sum(ascent["gap_formed_by_band_db"], axis=0),
+        np.asarray(ascent["best_logp_db"]) - np.asarray(ascent["best_ode_logp_db"]),
+        atol=1e-6,
+    )
     met, total = results["bars_met"]
     assert total == 13 and 0 <= met <= 11
     json.dumps(json_safe(results), allow_nan=False)  # everything is JSON-writable

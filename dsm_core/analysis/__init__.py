@@ -28,7 +28,14 @@ from dsm_core.analysis.dimensionality import (
     effective_dimensionality,
     effective_energy_nats,
 )
-from dsm_core.analysis.estimators import NLLEstimate, mse_nll_nats, ode_nll_nats, sde_nll_nats
+from dsm_core.analysis.estimators import (
+    NLLEstimate,
+    ODEGapProfile,
+    mse_nll_nats,
+    ode_gap_profile,
+    ode_nll_nats,
+    sde_nll_nats,
+)
 from dsm_core.analysis.findings import (
     CHECK_ODE_PROBES,
     CHECK_ODE_STEPS,
@@ -106,6 +113,7 @@ __all__ = [
     "InterpolationFinding",
     "LogpMap",
     "NLLEstimate",
+    "ODEGapProfile",
     "NoiseLevelFigure",
     "NoiseRange",
     "OneShotCheck",
@@ -150,6 +158,7 @@ __all__ = [
     "mse_nll_nats",
     "nll_bits_per_dim",
     "noise_level_figure",
+    "ode_gap_profile",
     "ode_nll_nats",
     "one_shot_check",
     "one_shot_spread",

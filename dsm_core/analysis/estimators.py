@@ -167,6 +167,16 @@ class _CountedField:
         return _velocity(self.model, state[0], t, self.probes)
 
 
+def _log_t_steps(
+    field: _CountedField, state: State, s_lo: float, s_hi: float, num_steps: int, solver: str
+):
+    """The joint state after each of ``num_steps`` fixed steps from s_lo to s_hi (s = ln t)."""
+    s_grid = np.linspace(s_lo, s_hi, num_steps + 1)
+    for s_a, s_b in zip(s_grid[:-1], s_grid[1:], strict=True):
+        state = ode_step(in_log_t(field), state, s_a, s_b, solver)
+        yield state
+
+
 def ode_nll_nats(
     model: BaseEnergy,
     x: torch.Tensor,
@@ -262,9 +272,8 @@ def ode_nll_nats(
             if progress is not None:
                 progress(done, total)
         else:
-            s_grid = np.linspace(s_lo, s_hi, num_steps + 1)
-            for s_a, s_b in zip(s_grid[:-1], s_grid[1:], strict=True):
-                state = ode_step(in_log_t(field), state, s_a, s_b, solver)
+            for stepped in _log_t_steps(field, state, s_lo, s_hi, num_steps, solver):
+                state = stepped
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -288,6 +297,124 @@ def ode_nll_nats(
         d=model.d,
         method="ode",
     )
+
+
+@dataclass(frozen=True)
+class ODEGapProfile:
+    """One-shot log p against the probability-flow ODE at every point of the ODE's own path.
+
+    Row k is the path point x_k at noise variance ``t[k]`` (row 0: the image itself at t = 0,
+    where ``logp_db`` takes its one-shot value): ``one_shot_db[k]`` is
+    ``log p_t(x_k)`` from the energy at (x_k, t[k]) alone, ``ode_db[k]`` the same quantity from
+    the ODE run on from t[k] to t_max (the prior at x_T plus the integrated Laplacian). For an
+    exact energy the two agree at every t; how their difference ``gap_db`` grows as t falls says
+    in which band of noise levels the energy breaks the heat equation, and
+    ``gap_db[0]`` is one-shot log p minus ``ode_nll_nats``'s log p of the image.
+
+    Attributes:
+        t: (K,) noise variances: 0, then t_min ... t_max on the ODE's log-t grid.
+        one_shot_db: (K, B) one-shot log p_t of the path points, dB/dim.
+        ode_db: (K, B) ODE log p_t of the same points, dB/dim.
+        ode_stderr_db: (K, B) Hutchinson standard error of ode_db (NaN for one probe).
+    """
+
+    t: np.ndarray
+    one_shot_db: torch.Tensor
+    ode_db: torch.Tensor
+    ode_stderr_db: torch.Tensor
+
+    @property
+    def gap_db(self) -> torch.Tensor:
+        """one-shot - ODE, (K, B) dB/dim."""
+        return self.one_shot_db - self.ode_db
+
+    def gap_at(self, t: float) -> torch.Tensor:
+        """gap_db (B,) at the grid point nearest t (in ln t; t = 0 is row 0). ``gap_at(a) -
+        gap_at(b)`` is the part of the one-shot - ODE difference that forms between a and b."""
+        if t <= 0:
+            return self.gap_db[0]
+        k = 1 + int(np.argmin(np.abs(np.log(self.t[1:]) - math.log(t))))
+        return self.gap_db[k]
+
+
+def ode_gap_profile(
+    model: BaseEnergy,
+    x: torch.Tensor,
+    *,
+    t_min: float | None = None,
+    t_max: float = DEFAULT_T_MAX,
+    num_steps: int = 50,
+    num_probes: int = 4,
+    prior: Prior = "gaussian",
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> ODEGapProfile:
+    """Where in t one-shot log p and the probability-flow ODE part (``ODEGapProfile``).
+
+    Runs ``ode_nll_nats``'s RK4 integration (same grid, Rademacher probes, prior) from x at
+    the trained floor and records the path: at each grid point, the one-shot log p of the path
+    point and the ODE's log p of it (what remains of the integral, to t_max). Not in the paper;
+    issue 12 used it to find that the gap at gradient-ascent results forms in two bands of t.
+
+    Args:
+        model: a normalised energy model.
+        x: images (B, *image_shape).
+        t_min, t_max, num_steps, num_probes, prior, generator, batch_size, device: as
+            ``ode_nll_nats`` (RK4, Hutchinson trace).
+        progress: ``progress(done, total)`` after each ODE step and each recorded row.
+
+    Returns:
+        The profile, K = num_steps + 2 rows: t = 0, then t_min ... t_max.
+
+    Raises:
+        ValueError: not an energy model, a bad t range or num_steps < 1.
+    """
+    require_energy(model, "the probability-flow ODE")
+    x = check_images(model, x)
+    t_min = lowest_t(model, t_min, DEFAULT_T_MIN)
+    _check_range(t_min, t_max)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    device = model_device(model, device)
+    s_lo, s_hi = math.log(t_min), math.log(t_max)
+    t_grid = np.concatenate([[0.0], np.exp(np.linspace(s_lo, s_hi, num_steps + 1))])  # (K,)
+    chunk_list = list(chunks(x.shape[0], batch_size_for(model.d, batch_size)))
+    total, done = len(chunk_list) * (2 * num_steps + 3), 0
+    one_shot = torch.empty(num_steps + 2, x.shape[0], dtype=torch.float64)
+    ode = torch.empty_like(one_shot)
+    stderr = torch.empty_like(one_shot)
+    for rows in chunk_list:
+        xb = x[rows].to(device)
+        per_image = [_probes(x.shape[1:], num_probes, "rademacher", generator, x.dtype) for _ in xb]
+        field = _CountedField(model, torch.stack(per_image, dim=1).to(device))
+        log_det = torch.zeros(num_probes, xb.shape[0], dtype=torch.float64, device=device)
+        path = [(xb, log_det), ode_step(field, (xb, log_det), 0.0, t_min, "heun")]
+        for state in _log_t_steps(field, path[-1], s_lo, s_hi, num_steps, "rk4"):
+            path.append(state)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        prior_nats = _prior_nats(model, path[-1][0], t_max, prior)  # (n,)
+        for k, (x_k, log_det_k) in enumerate(path):
+            # -log p_t(x_k) by the ODE: prior minus the Laplacian integrated from t_k to t_max
+            per_probe = prior_nats - (path[-1][1] - log_det_k)  # (P, n)
+            ode[k, rows] = units.energy_nats_to_logp_db(per_probe.mean(dim=0), model.d).cpu()
+            spread = (
+                per_probe.std(dim=0) if num_probes > 1 else torch.full_like(prior_nats, math.nan)
+            )
+            stderr[k, rows] = (
+                units.nats_to_db_per_dim(spread, model.d) / math.sqrt(num_probes)
+            ).cpu()
+            with torch.no_grad():
+                one_shot[k, rows] = units.energy_nats_to_logp_db(
+                    model.energy(x_k, float(t_grid[k])).double(), model.d
+                ).cpu()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return ODEGapProfile(t_grid, one_shot, ode, stderr)
 
 
 # ---------------------------------------------------------------- denoising bound (eq. 16)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dsm_core as dc
-from dsm_core.analysis import mse_nll_nats, ode_nll_nats, sde_nll_nats
+from dsm_core.analysis import mse_nll_nats, ode_gap_profile, ode_nll_nats, sde_nll_nats
 
 
 @pytest.fixture
@@ -150,3 +150,37 @@ def test_score_model_supports_the_denoising_estimators(tiny_images):
         ode_nll_nats(score_model, tiny_images[:2])
     with pytest.raises(TypeError):
         mse_nll_nats(score_model, tiny_images[:2], prior="model")
+
+
+def test_ode_gap_profile_is_flat_for_an_exact_energy(gaussian_oracle, oracle_images):
+    """Exact Gaussian energy: one-shot and ODE agree at every point of the path (closed form
+    both); row 0's ODE value is ode_nll_nats's; a mis-scaled time dependence shows up as a gap
+    that grows toward small t."""
+    args = dict(t_min=1e-6, t_max=1e3, num_probes=64, prior="model")
+    profile = ode_gap_profile(
+        gaussian_oracle, oracle_images, generator=torch.Generator().manual_seed(0), **args
+    )
+    k, b = profile.one_shot_db.shape
+    assert (k, b) == (52, oracle_images.shape[0]) and profile.t[0] == 0.0
+    assert profile.t[1] == pytest.approx(1e-6)
+    assert profile.t[-1] == pytest.approx(1e3)
+    assert profile.gap_db.abs().max() < 4 * profile.ode_stderr_db.max() + 1e-3
+    assert profile.gap_db[-1].abs().max() < 1e-9  # nothing left to integrate at t_max
+    ode = ode_nll_nats(
+        gaussian_oracle, oracle_images, generator=torch.Generator().manual_seed(0), **args
+    )
+    torch.testing.assert_close(profile.ode_db[0], ode.logp_db.double(), rtol=0, atol=1e-9)
+
+    class Hotter(type(gaussian_oracle)):
+        """The oracle's energy read at 2t: each U(., t) a normalised density, but dU/dt twice
+        what the heat equation asks."""
+
+        def raw_energy(self, y, t):
+            return super().raw_energy(y, 2 * t)
+
+    hotter = Hotter(gaussian_oracle.mean, gaussian_oracle.eigenvalues, gaussian_oracle.eigenvectors)
+    off = ode_gap_profile(hotter, oracle_images, generator=torch.Generator().manual_seed(0), **args)
+    assert off.gap_db[0].abs().mean() > 10 * profile.gap_db[0].abs().mean() + 0.05
+    torch.testing.assert_close(off.gap_at(0.0), off.gap_db[0])
+    torch.testing.assert_close(off.gap_at(1.1e-6), off.gap_db[1])  # nearest in ln t
+    torch.testing.assert_close(off.gap_at(2e3), off.gap_db[-1])
