@@ -215,6 +215,15 @@ def test_estimators_page(app: AppTest, tiny_model_dir, tiny_loaded):
     assert table["network evaluations"][0] == 1
     assert (table["network evaluations"][1:] > 1).all()
     np.testing.assert_allclose(table["NLL (bits/dim)"], -table["log p (dB/dim)"] / units.DB_PER_BIT)
+    # the ODE's path: its curve starts at the table's one-shot - ODE difference, ends near 0
+    app.button(key="est_path_run").click().run()
+    assert_ok(app)
+    path = next(spec for spec in plotly_specs(app) if spec["data"][-1]["name"] == "one-shot − ODE")
+    gap = np.asarray(path["data"][-1]["y"], dtype=float)
+    assert gap.shape == (6,)  # t_min ... t_max on 5 RK4 steps
+    caption = next(c.value for c in app.caption if c.value.startswith("One-shot − ODE of this"))
+    total = float(caption.split("image ")[1].split(" dB/dim")[0])
+    assert total == pytest.approx(table["log p (dB/dim)"][0] - table["log p (dB/dim)"][1], abs=0.01)
 
 
 def test_sample_page(app: AppTest, tiny_loaded):
