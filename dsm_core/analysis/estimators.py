@@ -353,10 +353,11 @@ def ode_gap_profile(
 ) -> ODEGapProfile:
     """Where in t one-shot log p and the probability-flow ODE part (``ODEGapProfile``).
 
-    Runs ``ode_nll_nats``'s RK4 integration (same grid, Rademacher probes, prior) from x at
-    the trained floor and records the path: at each grid point, the one-shot log p of the path
-    point and the ODE's log p of it (what remains of the integral, to t_max). Not in the paper;
-    issue 12 used it to find that the gap at gradient-ascent results forms in two bands of t.
+    Runs ``ode_nll_nats``'s integration (one Heun step from t = 0 to the trained floor, then
+    RK4 on the same log-t grid; Rademacher probes; same prior) and records the path: at each
+    grid point, the one-shot log p of the path point and the ODE's log p of it (what remains
+    of the integral, to t_max). Not in the paper; issue 12 used it to find that the gap at
+    gradient-ascent results forms in two bands of t.
 
     Args:
         model: a normalised energy model.
@@ -381,7 +382,7 @@ def ode_gap_profile(
     s_lo, s_hi = math.log(t_min), math.log(t_max)
     t_grid = np.concatenate([[0.0], np.exp(np.linspace(s_lo, s_hi, num_steps + 1))])  # (K,)
     chunk_list = list(chunks(x.shape[0], batch_size_for(model.d, batch_size)))
-    total, done = len(chunk_list) * (2 * num_steps + 3), 0
+    total, done = len(chunk_list) * (2 * num_steps + 2), 0  # ODE steps, then rows
     one_shot = torch.empty(num_steps + 2, x.shape[0], dtype=torch.float64)
     ode = torch.empty_like(one_shot)
     stderr = torch.empty_like(one_shot)

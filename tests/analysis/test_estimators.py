@@ -157,9 +157,15 @@ def test_ode_gap_profile_is_flat_for_an_exact_energy(gaussian_oracle, oracle_ima
     both); row 0's ODE value is ode_nll_nats's; a mis-scaled time dependence shows up as a gap
     that grows toward small t."""
     args = dict(t_min=1e-6, t_max=1e3, num_probes=64, prior="model")
+    calls = []
     profile = ode_gap_profile(
-        gaussian_oracle, oracle_images, generator=torch.Generator().manual_seed(0), **args
+        gaussian_oracle,
+        oracle_images,
+        generator=torch.Generator().manual_seed(0),
+        progress=lambda done, total: calls.append((done, total)),
+        **args,
     )
+    assert calls[-1] == (102, 102)  # 50 ODE steps, then 52 rows
     k, b = profile.one_shot_db.shape
     assert (k, b) == (52, oracle_images.shape[0]) and profile.t[0] == 0.0
     assert profile.t[1] == pytest.approx(1e-6)
