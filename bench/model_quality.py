@@ -68,7 +68,6 @@ Examples:
 
 import argparse
 import dataclasses
-import itertools
 import math
 import sys
 import time
@@ -110,9 +109,6 @@ ODE_MEAN_SIGNED_MAX_DB = 0.15
 ASCENT_ODE_GAP_MAX_DB = 1.5
 ASCENT_ABOVE_CONSTANT_MAX_DB = 1.0
 ASCENT_TV_FALLING_MIN = 0.8
-# where along the ODE's path the ascent gap forms (dsm_core.analysis.ode_gap_profile): the
-# bands [0, 1e-3), [1e-3, 1), [1, t_max] of noise variance t, reported, not judged
-ASCENT_GAP_BAND_EDGES = (1e-3, 1.0)
 SAMPLE_RANGE = (-0.05, 1.05)
 SAMPLE_ODE_GAP_MAX_DB = 1.5
 BRIGHTNESS_SLOPE_MAX_DB = 1.5
@@ -666,9 +662,8 @@ def measure_ascent(
     )
     ode, ode_se = profile.ode_db[0], profile.ode_stderr_db[0]
     gap = (one_shot - ode).abs()
-    edges = (0.0, *ASCENT_GAP_BAND_EDGES)
-    formed = [profile.gap_at(a) - profile.gap_at(b) for a, b in itertools.pairwise(edges)]
-    formed.append(profile.gap_at(edges[-1]))  # (B,) each; the bands sum to one-shot - ODE
+    # where along the ODE's path the gap forms (bands of t), reported, not judged
+    formed = profile.gap_by_band()  # (3, B); the bands sum to one-shot - ODE
     # step x the Hessian's largest eigenvalue: above 2 the ascent oscillates there (paper §D.4)
     step_curvature = default_step_size(model) * analysis.max_curvature(
         model, best, generator=torch.Generator().manual_seed(seed)
@@ -688,8 +683,8 @@ def measure_ascent(
         "best_ode_stderr_db": ode_se.tolist(),
         "max_abs_ode_gap_db": gap.max().item(),
         "mean_abs_ode_gap_db": gap.mean().item(),
-        "gap_band_edges_t": list(ASCENT_GAP_BAND_EDGES),
-        "gap_formed_by_band_db": [band.tolist() for band in formed],  # (bands, B)
+        "gap_band_edges_t": list(dc.analysis.GAP_BAND_EDGES),
+        "gap_formed_by_band_db": formed.tolist(),  # (bands, B)
         "max_best_logp_db": one_shot.max().item(),
         "best_constant_logp_db": constant["logp_db"],
         "best_constant_c": constant["c"],

@@ -1,6 +1,5 @@
 """Page 6: the one-shot energy vs the ODE, denoising-bound and SDE estimates of log p (§A.2)."""
 
-import itertools
 import math
 import time
 
@@ -10,7 +9,13 @@ import torch
 
 from app import charts, components
 from dsm_core import units
-from dsm_core.analysis import mse_nll_nats, ode_gap_profile, ode_nll_nats, sde_nll_nats
+from dsm_core.analysis import (
+    GAP_BAND_EDGES,
+    mse_nll_nats,
+    ode_gap_profile,
+    ode_nll_nats,
+    sde_nll_nats,
+)
 from dsm_core.explore import logp_report
 
 RESULT = "estimators_result"
@@ -221,13 +226,10 @@ if path_stored is not None and path_stored[0] == settings:
         ),
         key="est_path_chart",
     )
-    edges = (0.0, 1e-3, 1.0)
-    parts = [
-        float(profile.gap_at(a)[0] - profile.gap_at(b)[0]) for a, b in itertools.pairwise(edges)
-    ]
-    parts.append(float(profile.gap_at(edges[-1])[0]))
+    low, high = GAP_BAND_EDGES
+    parts = profile.gap_by_band((low, high))[:, 0].tolist()
     st.caption(
         f"One-shot − ODE of this image {float(profile.gap_db[0, 0]):+.2f} dB/dim, formed at "
-        f"0 ≤ t < 0.001: {parts[0]:+.2f}, 0.001 ≤ t < 1: {parts[1]:+.2f}, t ≥ 1 (with the prior "
-        f"at t_max): {parts[2]:+.2f}."
+        f"0 ≤ t < {low:g}: {parts[0]:+.2f}, {low:g} ≤ t < {high:g}: {parts[1]:+.2f}, t ≥ {high:g} "
+        f"(with the prior at t_max): {parts[2]:+.2f}."
     )

@@ -29,6 +29,7 @@ from dsm_core.analysis.dimensionality import (
     effective_energy_nats,
 )
 from dsm_core.analysis.estimators import (
+    GAP_BAND_EDGES,
     NLLEstimate,
     ODEGapProfile,
     mse_nll_nats,
@@ -112,6 +113,7 @@ __all__ = [
     "Interpolation",
     "InterpolationFinding",
     "LogpMap",
+    "GAP_BAND_EDGES",
     "NLLEstimate",
     "ODEGapProfile",
     "NoiseLevelFigure",

@@ -27,8 +27,10 @@ exact when ``d - d_eff`` is linear in t below t_min (true for a smooth density);
 at x and takes its first increment from 0 to t_min.
 """
 
+import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -126,6 +128,19 @@ def _probes(
     if probe == "gaussian":
         return randn((num_probes, *shape), generator, dtype)
     raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
+
+
+def _batch_probes(
+    shape: tuple[int, ...],
+    num_images: int,
+    num_probes: int,
+    probe: str,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``_probes`` for each of n images in turn, (P, n, *shape)."""
+    per_image = [_probes(shape, num_probes, probe, generator, dtype) for _ in range(num_images)]
+    return torch.stack(per_image, dim=1)
 
 
 def _velocity(
@@ -254,8 +269,8 @@ def ode_nll_nats(
         xb = x[rows].to(device)
         probes = None
         if trace == "hutchinson":
-            per_image = [_probes(x.shape[1:], num_probes, probe, generator, x.dtype) for _ in xb]
-            probes = torch.stack(per_image, dim=1).to(device)  # (P, n, ...)
+            probes = _batch_probes(x.shape[1:], len(xb), num_probes, probe, generator, x.dtype)
+            probes = probes.to(device)  # (P, n, ...)
         field = _CountedField(model, probes)
         num_rows = 1 if probes is None else probes.shape[0]
         log_det = torch.zeros(num_rows, xb.shape[0], dtype=torch.float64, device=device)
@@ -299,6 +314,10 @@ def ode_nll_nats(
     )
 
 
+# Where ``ODEGapProfile.gap_by_band`` splits t by default: below 1e-3, 1e-3 to 1, above 1.
+GAP_BAND_EDGES = (1e-3, 1.0)
+
+
 @dataclass(frozen=True)
 class ODEGapProfile:
     """One-shot log p against the probability-flow ODE at every point of the ODE's own path.
@@ -327,6 +346,15 @@ class ODEGapProfile:
     def gap_db(self) -> torch.Tensor:
         """one-shot - ODE, (K, B) dB/dim."""
         return self.one_shot_db - self.ode_db
+
+    def gap_by_band(self, edges: Sequence[float] = GAP_BAND_EDGES) -> torch.Tensor:
+        """(len(edges) + 1, B) the part of ``gap_db[0]`` that forms in each band of t: [0,
+        edges[0]), ..., [edges[-1], t_max] (the last with the prior's mismatch at t_max), each
+        edge at its nearest grid point; the rows sum to ``gap_db[0]``."""
+        bounds = (0.0, *edges)
+        rows = [self.gap_at(a) - self.gap_at(b) for a, b in itertools.pairwise(bounds)]
+        rows.append(self.gap_at(bounds[-1]))
+        return torch.stack(rows)
 
     def gap_at(self, t: float) -> torch.Tensor:
         """gap_db (B,) at the grid point nearest t (in ln t; t = 0 is row 0). ``gap_at(a) -
@@ -388,8 +416,8 @@ def ode_gap_profile(
     stderr = torch.empty_like(one_shot)
     for rows in chunk_list:
         xb = x[rows].to(device)
-        per_image = [_probes(x.shape[1:], num_probes, "rademacher", generator, x.dtype) for _ in xb]
-        field = _CountedField(model, torch.stack(per_image, dim=1).to(device))
+        probes = _batch_probes(x.shape[1:], len(xb), num_probes, "rademacher", generator, x.dtype)
+        field = _CountedField(model, probes.to(device))
         log_det = torch.zeros(num_probes, xb.shape[0], dtype=torch.float64, device=device)
         path = [(xb, log_det), ode_step(field, (xb, log_det), 0.0, t_min, "heun")]
         for state in _log_t_steps(field, path[-1], s_lo, s_hi, num_steps, "rk4"):
