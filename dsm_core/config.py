@@ -11,6 +11,7 @@ C = TypeVar("C")
 Nonlinearity = Literal["gelu", "relu"]
 Head = Literal["inner_product", "squared_norm", "score"]
 HeatPoints = Literal["noise", "ascent"]
+HeatStarts = Literal["batch", "textured"]
 TimeTerm = Literal["none", "gaussian", "gaussian_log_t"]
 MeanTerm = Literal["none", "gaussian"]
 OutputScaling = Literal["none", "inverse_sigma"]
@@ -159,6 +160,11 @@ class LossConfig:
     heat_chains: int = 64  # chains per process; each visit advances heat_images of them
     heat_ascent_steps: int = 4  # ascent steps of 1e-2/d (the paper's, Fig. 13) per visit
     heat_restart: float = 0.004  # chance per visit that a chain restarts from a batch image
+    # which batch images feed the heat term (as noisy points or as chain restarts): "batch" the
+    # first heat_images; "textured" the heat_images with the highest Haar participation ratio,
+    # as the quality bench picks its ascent starts (gradient ascent from textured crops ends in
+    # the flat, not-yet-converged places where one-shot and ODE part most)
+    heat_starts: HeatStarts = "batch"
 
 
 def to_dict(config: Any) -> dict[str, Any]:

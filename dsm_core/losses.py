@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dsm_core.analysis.ascent import default_step_size
+from dsm_core.analysis.sparsity import participation_ratio
 from dsm_core.config import LossConfig, NoiseConfig
 from dsm_core.energy import BaseEnergy, DenoisingModel, ScoreModel
 from dsm_core.layers import use_plain_layers
@@ -189,8 +190,9 @@ def off_data_points(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the heat-equation term is evaluated: noisy images scored below their noise level.
 
-    The first ``loss_cfg.heat_images`` images of x (or, with ``chains``, the ascent chains
-    they feed: ``AscentChains.visit``) get noise of variance s (log-uniform on
+    The first ``loss_cfg.heat_images`` images of x (with ``heat_starts="textured"`` the ones of
+    highest Haar participation ratio; with ``chains``, the ascent chains they feed:
+    ``AscentChains.visit``) get noise of variance s (log-uniform on
     [t_min, heat_max_var]) and are scored at ``t = max(s 10^-u, t_min)``,
     ``u ~ U(0, heat_decades)``: images noisier than p_t puts mass on, as gradient ascent's
     textured results are.
@@ -198,14 +200,18 @@ def off_data_points(
     Args:
         x: clean images (B, C, H, W).
         noise_cfg: the training floor of t.
-        loss_cfg: ``heat_images``, ``heat_decades`` and ``heat_max_var``.
+        loss_cfg: ``heat_images``, ``heat_starts``, ``heat_decades`` and ``heat_max_var``.
         generator: source of s, u, the noise and the two probes (on x's device).
         chains: the chains and the model that moves them, for ``heat_points="ascent"``.
 
     Returns:
         y (n, C, H, W), t (n,), probes (2, n, C, H, W), with n = min(heat_images, B).
     """
-    x = x[: loss_cfg.heat_images]
+    if loss_cfg.heat_starts == "textured":
+        pr = participation_ratio(x).nan_to_num(0.0)  # (B,); an all-zero image counts as flat
+        x = x[pr.argsort(descending=True)[: loss_cfg.heat_images].to(x.device)]
+    else:
+        x = x[: loss_cfg.heat_images]
     if chains is not None:
         x = chains[0].visit(chains[1], x, generator)
     n = x.shape[0]

@@ -1,6 +1,7 @@
 """Dual score matching on Gaussian data, where the optimal energy and its loss are known exactly."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -196,6 +197,23 @@ def test_off_data_points_are_scored_below_their_noise(generator):
     assert (t < noise_var).sum() >= 5  # below the noise they carry, up to 64-pixel spread
     again = off_data_points(x, noise_cfg, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(again[0], y) and torch.equal(again[1], t)
+
+
+def test_textured_heat_starts_pick_the_highest_participation_ratio(generator):
+    """heat_starts="textured": the points come from the batch's most textured images (highest
+    Haar participation ratio, as the quality bench's ascent starts), whatever their order."""
+    flat = torch.full((5, 1, 8, 8), 0.5)
+    for k in range(5):
+        flat[k, :, :4] = 0.1 * k  # one edge, 0.1 k against 0.5: sparse in the Haar basis
+    textured = torch.rand((3, 1, 8, 8), generator=generator)  # white noise: dense
+    x = torch.cat([flat[:2], textured[:1], flat[2:], textured[1:]])  # textured at 2, 6, 7
+    noise_cfg = NoiseConfig(t_min=1e-6, t_max=1e3)
+    cfg = LossConfig(heat_weight=1.0, heat_images=3, heat_max_var=1e-6 * 1.0001)
+    y, _, _ = off_data_points(x, noise_cfg, replace(cfg, heat_starts="textured"), generator)
+    picked = {i for i in range(len(x)) for row in y if (row - x[i]).abs().max() < 0.02}
+    assert picked == {2, 6, 7}
+    y, _, _ = off_data_points(x, noise_cfg, cfg, generator)  # "batch": the first three
+    assert {i for i in range(len(x)) for row in y if (row - x[i]).abs().max() < 0.02} == {0, 1, 2}
 
 
 def test_training_step_with_the_heat_term(tiny_images, generator):
