@@ -209,11 +209,13 @@ def test_textured_heat_starts_pick_the_highest_participation_ratio(generator):
     x = torch.cat([flat[:2], textured[:1], flat[2:], textured[1:]])  # textured at 2, 6, 7
     noise_cfg = NoiseConfig(t_min=1e-6, t_max=1e3)
     cfg = LossConfig(heat_weight=1.0, heat_images=3, heat_max_var=1e-6 * 1.0001)
-    y, _, _ = off_data_points(x, noise_cfg, replace(cfg, heat_starts="textured"), generator)
-    picked = {i for i in range(len(x)) for row in y if (row - x[i]).abs().max() < 0.02}
-    assert picked == {2, 6, 7}
-    y, _, _ = off_data_points(x, noise_cfg, cfg, generator)  # "batch": the first three
-    assert {i for i in range(len(x)) for row in y if (row - x[i]).abs().max() < 0.02} == {0, 1, 2}
+
+    def picked(loss_cfg: LossConfig) -> set[int]:  # rows of x the points were made from
+        y = off_data_points(x, noise_cfg, loss_cfg, generator)[0]
+        return {i for i in range(len(x)) for row in y if (row - x[i]).abs().max() < 0.02}
+
+    assert picked(replace(cfg, heat_starts="textured")) == {2, 6, 7}
+    assert picked(cfg) == {0, 1, 2}  # "batch": the first three
 
 
 def test_training_step_with_the_heat_term(tiny_images, generator):
